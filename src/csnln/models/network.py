@@ -1,0 +1,167 @@
+"""The CSNLN network: head, one recurrent SEM cell unrolled ``depth`` times, tail."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import DEFAULT_CHUNK_SIZE
+from .layers import ConvPReLU, MeanShift
+from .sem import BRANCHES, FUSIONS, SelfExemplarsMining, attention_factor
+
+RGB_MEAN = (0.4488, 0.4371, 0.4040)
+#: The smallest LR height and width accepted (one 3x3 matching patch).
+MIN_INPUT_SIZE = 3
+
+
+@dataclass(frozen=True)
+class CSNLNConfig:
+    """Everything that defines a CSNLN network; saved beside the weights in checkpoints.
+
+    Defaults are the paper's (and the authors' released checkpoints').
+    """
+
+    scale: int
+    n_feats: int = 128
+    depth: int = 12
+    branches: tuple[str, ...] = BRANCHES
+    fusion: str = "projection"
+    patch_size: int = 3
+    temperature: float = 10.0
+    overlap_divisor: float = 6.0
+    norm_floor: float = 1e-4
+    rgb_mean: tuple[float, float, float] = field(default=RGB_MEAN)
+
+    def __post_init__(self) -> None:
+        if self.scale not in (2, 3, 4):
+            raise ValueError(f"scale must be 2, 3 or 4, got {self.scale!r}")
+        if self.n_feats < 2 or self.n_feats % 2:
+            raise ValueError(f"n_feats must be an even number >= 2, got {self.n_feats!r}")
+        if self.depth < 1:
+            raise ValueError(f"depth must be >= 1, got {self.depth!r}")
+        branches = tuple(self.branches)
+        unknown = [b for b in branches if b not in BRANCHES]
+        if unknown or not branches:
+            raise ValueError(f"branches must be a non-empty subset of {BRANCHES}, got {branches}")
+        object.__setattr__(self, "branches", tuple(b for b in BRANCHES if b in branches))
+        object.__setattr__(self, "rgb_mean", tuple(float(m) for m in self.rgb_mean))
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if self.patch_size not in (1, 3, 5):
+            raise ValueError(f"patch_size must be 1, 3 or 5, got {self.patch_size!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CSNLNConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown CSNLN config keys: {', '.join(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+class CSNLN(nn.Module):
+    """Cross-Scale Non-Local attention network with exhaustive Self-Exemplars Mining.
+
+    ``CSNLN(scale=4)(x)``: ``x`` is N x 3 x h x w, RGB in [0, 1] (any h, w >= 3); the output is
+    N x 3 x (s h) x (s w), not clamped. Sizes that the attention cannot take directly are
+    reflect-padded on the bottom/right and the output cropped back.
+
+    ``chunk_size`` is the number of query positions each attention processes at a time
+    (``None``: all at once); it changes memory and speed, never the result.
+    """
+
+    def __init__(
+        self,
+        scale: int,
+        n_feats: int = 128,
+        depth: int = 12,
+        *,
+        branches: Sequence[str] = BRANCHES,
+        fusion: str = "projection",
+        patch_size: int = 3,
+        temperature: float = 10.0,
+        overlap_divisor: float = 6.0,
+        norm_floor: float = 1e-4,
+        rgb_mean: tuple[float, float, float] = RGB_MEAN,
+        chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+    ) -> None:
+        super().__init__()
+        self.config = CSNLNConfig(
+            scale=scale,
+            n_feats=n_feats,
+            depth=depth,
+            branches=tuple(branches),
+            fusion=fusion,
+            patch_size=patch_size,
+            temperature=temperature,
+            overlap_divisor=overlap_divisor,
+            norm_floor=norm_floor,
+            rgb_mean=rgb_mean,
+        )
+        self.scale = scale
+        self.depth = depth
+        self.n_feats = n_feats
+        self.size_multiple = attention_factor(scale)
+        self.subtract_mean = MeanShift(rgb_mean, sign=-1)
+        self.head = nn.Sequential(ConvPReLU(3, n_feats, 3), ConvPReLU(n_feats, n_feats, 3))
+        self.cell = SelfExemplarsMining(
+            n_feats,
+            scale=scale,
+            branches=self.config.branches,
+            fusion=fusion,
+            patch_size=patch_size,
+            temperature=temperature,
+            overlap_divisor=overlap_divisor,
+            norm_floor=norm_floor,
+            chunk_size=chunk_size,
+        )
+        # One 3x3 conv over the concatenation [h_1, ..., h_D] of all steps' HR features.
+        self.tail = nn.Conv2d(n_feats * depth, 3, 3, padding=1)
+        self.add_mean = MeanShift(rgb_mean, sign=1)
+
+    @classmethod
+    def from_config(cls, config: CSNLNConfig, **runtime: Any) -> CSNLN:
+        return cls(**config.to_dict() | runtime)
+
+    def set_chunk_size(self, chunk_size: int | None) -> None:
+        """Set how many query positions the attentions process at a time (None: all)."""
+        for module in self.modules():
+            if hasattr(module, "chunk_size"):
+                module.chunk_size = chunk_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"CSNLN expects N x 3 x H x W images, got shape {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        if min(h, w) < MIN_INPUT_SIZE:
+            raise ValueError(
+                f"input {h}x{w} is too small: CSNLN needs at least "
+                f"{MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels"
+            )
+        m = self.size_multiple
+        pad_h, pad_w = -h % m, -w % m
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+
+        x = self.head(self.subtract_mean(x))
+        # The tail conv over the concatenation is a sum over steps: accumulate it step by step
+        # so that only one step's HR features are alive at a time.
+        weights = self.tail.weight.split(self.n_feats, dim=1)
+        out = None
+        for step in range(self.depth):
+            x, hr = self.cell(x)
+            term = F.conv2d(hr, weights[step].to(hr.dtype), padding=1)
+            out = term if out is None else out + term
+        assert out is not None
+        out = self.add_mean(out + self.tail.bias.to(out.dtype).view(1, 3, 1, 1))
+        s = self.scale
+        return out[:, :, : s * h, : s * w]
