@@ -1,0 +1,258 @@
+"""The network: exactness to the authors' release, sizes, batching, chunking, options."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from conftest import golden_path
+from reference import ReferenceCSNLN
+
+import csnln
+from csnln.models import MIN_INPUT_SIZE, CheckpointError, CSNLNConfig
+
+RELEASED_PARAMS = {2: 3_061_289, 3: 6_010_409, 4: 6_568_627}
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_parameter_count_equals_release(scale: int) -> None:
+    assert n_params(csnln.CSNLN(scale)) == RELEASED_PARAMS[scale]
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_golden_vectors_of_the_authors_code(scale: int) -> None:
+    golden = torch.load(golden_path(scale), weights_only=True)
+    state = {k: v.float() for k, v in golden["state_dict"].items()}
+    model = csnln.load_official(state, scale)
+    assert not model.training
+    with torch.no_grad():
+        out = model(golden["input"].float())
+    assert out.shape == golden["output"].shape
+    assert (out.double() - golden["output"]).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize(("scale", "n_feats", "size"), [(2, 16, (8, 12)), (3, 6, (9, 6)), (4, 10, (6, 8))])
+def test_matches_reference_implementation_at_other_widths(scale, n_feats, size) -> None:
+    reference = ReferenceCSNLN(scale, n_feats=n_feats, depth=2).eval()
+    for p in reference.parameters():  # move PReLU slopes away from their init
+        if p.numel() == 1:
+            p.data.uniform_(0.1, 0.4)
+    model = csnln.load_official(reference.state_dict(), scale)
+    x = torch.rand(2, 3, *size)
+    with torch.no_grad():
+        assert torch.allclose(model(x), reference(x), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("scale", "size"),
+    [(2, (13, 11)), (2, (3, 3)), (3, (17, 23)), (3, (4, 5)), (4, (15, 21)), (4, (7, 3))],
+)
+def test_any_size_gives_exactly_scaled_output(scale: int, size: tuple[int, int]) -> None:
+    model = csnln.CSNLN(scale, n_feats=8, depth=2).eval()
+    x = torch.rand(1, 3, *size)
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (1, 3, scale * size[0], scale * size[1])
+    assert torch.isfinite(out).all()
+
+
+def test_odd_size_is_reflect_padded_then_cropped() -> None:
+    model = csnln.CSNLN(3, n_feats=8, depth=2).eval()
+    x = torch.rand(1, 3, 17, 23)
+    padded = torch.nn.functional.pad(x, (0, 1, 0, 1), mode="reflect")
+    with torch.no_grad():
+        assert torch.equal(model(x), model(padded)[:, :, :51, :69])
+
+
+@pytest.mark.parametrize("size", [(2, 10), (10, 1), (0, 0)])
+def test_below_minimum_size_is_a_clear_error(size) -> None:
+    model = csnln.CSNLN(2, n_feats=8, depth=1)
+    with pytest.raises(ValueError, match=f"at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}"):
+        model(torch.rand(1, 3, *size))
+
+
+def test_wrong_channel_count_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"N x 3 x H x W.*\(1, 4, 8, 8\)"):
+        csnln.CSNLN(2, n_feats=8, depth=1)(torch.rand(1, 4, 8, 8))
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_batch_equals_images_run_alone(scale: int) -> None:
+    model = csnln.CSNLN(scale, n_feats=8, depth=2).eval()
+    x = torch.rand(2, 3, 7, 10)
+    with torch.no_grad():
+        batch = model(x)
+        alone = torch.cat([model(x[:1]), model(x[1:])])
+    assert torch.allclose(batch, alone, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_chunked_equals_unchunked(scale: int) -> None:
+    model = csnln.CSNLN(scale, n_feats=8, depth=2).eval()
+    x = torch.rand(2, 3, 12, 18)
+    with torch.no_grad():
+        model.set_chunk_size(None)
+        whole = model(x)
+        for chunk in (1, 7, 40):  # one row per chunk, uneven bands, several rows
+            model.set_chunk_size(chunk)
+            assert (model(x) - whole).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize(("n_feats", "depth"), [(2, 1), (6, 1), (12, 3)])
+def test_any_even_width_and_depth(n_feats: int, depth: int) -> None:
+    model = csnln.CSNLN(2, n_feats=n_feats, depth=depth)
+    assert model(torch.rand(1, 3, 6, 6)).shape == (1, 3, 12, 12)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_feats": 7}, "n_feats"),
+        ({"depth": 0}, "depth"),
+        ({"branches": ()}, "branches"),
+        ({"branches": ("global",)}, "branches"),
+        ({"fusion": "sum"}, "fusion"),
+        ({"patch_size": 2}, "patch_size"),
+    ],
+)
+def test_invalid_options_are_rejected(kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        csnln.CSNLN(2, **kwargs)
+    with pytest.raises(ValueError, match="scale"):
+        csnln.CSNLN(5)
+
+
+BRANCH_SETS = [
+    s for r in (1, 2, 3) for s in itertools.combinations(("local", "in_scale", "cross_scale"), r)
+]
+
+
+@pytest.mark.parametrize("branches", BRANCH_SETS, ids="+".join)
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_every_branch_subset_runs(branches, scale) -> None:
+    model = csnln.CSNLN(scale, n_feats=4, depth=2, branches=branches)
+    assert model(torch.rand(1, 3, 6, 5)).shape == (1, 3, 6 * scale, 5 * scale)
+    has = {name for name, _ in model.named_modules()}
+    assert ("cell.projection.in_scale" in has) == ("in_scale" in branches)
+    assert ("cell.projection.cross_scale" in has) == ("cross_scale" in branches)
+    assert ("cell.error_up" in has) == ("local" in branches)
+
+
+@pytest.mark.parametrize("fusion", ["projection", "concat"])
+@pytest.mark.parametrize("patch_size", [1, 3, 5])
+def test_fusion_and_patch_size_options(fusion: str, patch_size: int) -> None:
+    model = csnln.CSNLN(2, n_feats=4, depth=1, fusion=fusion, patch_size=patch_size).eval()
+    x = torch.rand(1, 3, 9, 8)
+    with torch.no_grad():
+        out = model(x)
+        model.set_chunk_size(3)
+        assert (model(x) - out).abs().max().item() < 1e-5
+    assert out.shape == (1, 3, 18, 16)
+
+
+def test_constants_are_used() -> None:
+    x = torch.rand(1, 3, 8, 8)
+    outs = []
+    for kwargs in ({}, {"temperature": 9.0}, {"overlap_divisor": 9.0}):
+        torch.manual_seed(1)
+        model = csnln.CSNLN(2, n_feats=8, depth=1, **kwargs).eval()
+        with torch.no_grad():
+            outs.append(model(x))
+    assert (outs[0] - outs[1]).abs().max() > 1e-6
+    assert (outs[0] - outs[2]).abs().max() > 1e-6
+
+
+def test_adam_steps_lower_the_l1_loss() -> None:
+    model = csnln.CSNLN(2, n_feats=8, depth=2)
+    lr_img = torch.rand(1, 3, 8, 8)
+    hr_img = torch.nn.functional.interpolate(lr_img, scale_factor=2, mode="bicubic")
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    losses = []
+    for _ in range(15):
+        loss = (model(lr_img) - hr_img).abs().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    assert losses[-1] < 0.85 * losses[0]
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_runs_under_bfloat16_autocast(scale: int) -> None:
+    model = csnln.CSNLN(scale, n_feats=8, depth=2).eval()
+    x = torch.rand(1, 3, 8, 9)
+    with torch.no_grad():
+        full = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = model(x)
+    assert half.shape == full.shape
+    assert (half.float() - full).abs().max().item() < 0.1
+
+
+# --- checkpoints -------------------------------------------------------------------------
+
+
+def test_load_official_from_a_file(tmp_path) -> None:
+    reference = ReferenceCSNLN(3, n_feats=4, depth=1)
+    path = tmp_path / "model_x3.pt"
+    torch.save(reference.state_dict(), path)
+    model = csnln.load_official(path, 3)
+    x = torch.rand(1, 3, 6, 6)
+    with torch.no_grad():
+        assert torch.allclose(model(x), reference.eval()(x), atol=1e-5)
+    with pytest.raises(CheckpointError, match="x3, but scale=2"):
+        csnln.load_official(path, 2)
+
+
+def test_load_official_lists_every_problem_in_one_error() -> None:
+    state = ReferenceCSNLN(2, n_feats=4, depth=1).state_dict()
+    del state["SEM.post_conv.0.bias"]
+    state["SEM.extra.weight"] = torch.zeros(1)
+    state["SEM.down_sample_1.0.weight"] = torch.zeros(4, 4, 5, 5)
+    with pytest.raises(CheckpointError) as info:
+        csnln.load_official(state, 2)
+    message = str(info.value)
+    assert "cell.post_conv.conv.bias" in message
+    assert "SEM.extra.weight" in message
+    assert "SEM.down_sample_1.0.weight: shape (4, 4, 5, 5), expected (4, 4, 6, 6)" in message
+    assert "\n" not in message
+
+
+def test_load_official_never_unpickles_objects(tmp_path) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": {"x": object()}}, path)
+    with pytest.raises(CheckpointError, match="evil.pt"):
+        csnln.load_official(path)
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        csnln.load_official(tmp_path / "nope.pt")
+
+
+def test_checkpoint_round_trip(tmp_path) -> None:
+    model = csnln.CSNLN(
+        4, n_feats=6, depth=2, branches=("local", "cross_scale"), patch_size=1
+    ).eval()
+    path = csnln.save_checkpoint(model, tmp_path / "m.safetensors", metadata={"step": 3})
+    loaded = csnln.load_checkpoint(path)
+    assert loaded.config == model.config
+    assert isinstance(loaded.config, CSNLNConfig)
+    x = torch.rand(1, 3, 6, 7)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    _, _, metadata = csnln.models.read_checkpoint(path)
+    assert metadata == {"step": 3}
+    with pytest.raises(FileExistsError):
+        csnln.save_checkpoint(model, path, overwrite=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary left
+
+
+def test_load_checkpoint_rejects_other_files(tmp_path) -> None:
+    path = tmp_path / "not.safetensors"
+    path.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="not.safetensors"):
+        csnln.load_checkpoint(path)
