@@ -88,7 +88,8 @@ class ResBlock(nn.Module):
     def __init__(self, n_feats: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(n_feats, n_feats, 3, padding=1), nn.PReLU(),
+            nn.Conv2d(n_feats, n_feats, 3, padding=1),
+            nn.PReLU(),
             nn.Conv2d(n_feats, n_feats, 3, padding=1),
         )
 

@@ -36,7 +36,9 @@ def test_golden_vectors_of_the_authors_code(scale: int) -> None:
     assert (out.double() - golden["output"]).abs().max().item() < 1e-5
 
 
-@pytest.mark.parametrize(("scale", "n_feats", "size"), [(2, 16, (8, 12)), (3, 6, (9, 6)), (4, 10, (6, 8))])
+@pytest.mark.parametrize(
+    ("scale", "n_feats", "size"), [(2, 16, (8, 12)), (3, 6, (9, 6)), (4, 10, (6, 8))]
+)
 def test_matches_reference_implementation_at_other_widths(scale, n_feats, size) -> None:
     reference = ReferenceCSNLN(scale, n_feats=n_feats, depth=2).eval()
     for p in reference.parameters():  # move PReLU slopes away from their init

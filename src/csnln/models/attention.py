@@ -109,8 +109,8 @@ class CrossScaleAttention(nn.Module):
         key = key / key.norm(dim=1, keepdim=True).clamp_min(self.norm_floor)
         key = key * self.temperature
         # Values: the (u p) x (u p) region of the input grid each key patch was made from:
-        # N, L, C * (u p)^2.
-        value = F.unfold(value, u * p, stride=u, padding=pad).transpose(1, 2)
+        # N, C * (u p)^2, L.
+        value = F.unfold(value, u * p, stride=u, padding=pad)
 
         # Queries, one band of rows at a time (with a halo of `half` rows for the patches).
         query = F.pad(query, (half, half, half, half))
@@ -122,9 +122,9 @@ class CrossScaleAttention(nn.Module):
             bottom = min(h, top + rows)
             band = F.unfold(query[:, :, top : bottom + 2 * half], p)  # N, C/2 p p, R W
             attn = _softmax(torch.bmm(band.transpose(1, 2), key))  # N, R W, L
-            patches = torch.bmm(attn, value)  # N, R W, C (u p)^2
+            patches = torch.bmm(value, attn.transpose(1, 2))  # N, C (u p)^2, R W
             pasted = F.fold(
-                patches.transpose(1, 2).to(acc_dtype),
+                patches.to(acc_dtype),
                 output_size=(u * (bottom - top) + 2 * pad, u * w + 2 * pad),
                 kernel_size=u * p,
                 stride=u,

@@ -22,7 +22,9 @@ class ConvPReLU(nn.Module):
         super().__init__()
         padding = kernel_size // 2 if padding is None else padding
         conv_type = nn.ConvTranspose2d if transpose else nn.Conv2d
-        self.conv = conv_type(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
+        self.conv = conv_type(
+            in_channels, out_channels, kernel_size, stride=stride, padding=padding
+        )
         self.act = nn.PReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

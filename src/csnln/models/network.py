@@ -57,7 +57,9 @@ class CSNLNConfig:
             raise ValueError(f"patch_size must be 1, 3 or 5, got {self.patch_size!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CSNLNConfig:
@@ -155,7 +157,7 @@ class CSNLN(nn.Module):
         x = self.head(self.subtract_mean(x))
         # The tail conv over the concatenation is a sum over steps: accumulate it step by step
         # so that only one step's HR features are alive at a time.
-        weights = self.tail.weight.split(self.n_feats, dim=1)
+        weights = [w.contiguous() for w in self.tail.weight.split(self.n_feats, dim=1)]
         out = None
         for step in range(self.depth):
             x, hr = self.cell(x)

@@ -57,7 +57,9 @@ def _rename(key: str) -> str:
     return key
 
 
-def _as_state_dict(source: str | PathLike[str] | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _as_state_dict(
+    source: str | PathLike[str] | Mapping[str, torch.Tensor],
+) -> dict[str, torch.Tensor]:
     if isinstance(source, Mapping):
         state = dict(source)
     else:
@@ -116,8 +118,9 @@ def convert_official_state_dict(
             # The authors' norm floor, a buffer: check it instead of loading it.
             floor = float(value.flatten()[0]) if value.numel() else float("nan")
             if abs(floor - model.config.norm_floor) > 1e-9:
-                problems.append(f"{key} = {floor:g} but the model's norm_floor is "
-                                f"{model.config.norm_floor:g}")
+                problems.append(
+                    f"{key} = {floor:g} but the model's norm_floor is {model.config.norm_floor:g}"
+                )
             continue
         new = _rename(key)
         if new not in expected:

@@ -53,9 +53,7 @@ class MultiSourceProjection(nn.Module):
         chunk_size: int | None = DEFAULT_CHUNK_SIZE,
     ) -> None:
         super().__init__()
-        self.in_scale = (
-            InScaleAttention(channels, chunk_size=chunk_size) if in_scale else None
-        )
+        self.in_scale = InScaleAttention(channels, chunk_size=chunk_size) if in_scale else None
         self.cross_scale = (
             CrossScaleAttention(
                 channels,
@@ -70,7 +68,9 @@ class MultiSourceProjection(nn.Module):
             else None
         )
         # Learned upsampling of the in-scale map (or of x itself when no branch is non-local).
-        self.upsample = _strided(channels, factor, transpose=True) if in_scale or not cross_scale else None
+        self.upsample = (
+            _strided(channels, factor, transpose=True) if in_scale or not cross_scale else None
+        )
         self.fuse: nn.Module | None = None
         if in_scale and cross_scale:
             if fusion == "projection":

@@ -1,0 +1,1 @@
+"""Data utilities: MATLAB-exact bicubic resizing, datasets."""
