@@ -1,0 +1,61 @@
+"""The ``csnln`` command line: one subcommand per module in :mod:`csnln.commands`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+
+#: subcommand -> module in csnln.commands defining ``add_arguments(parser)`` and ``run(args)``.
+COMMANDS = {
+    "upscale": ("upscale", "make images larger and sharper"),
+    "eval": ("evaluate", "PSNR/SSIM on benchmark folders, as in the papers' tables"),
+    "train": ("train", "train a model from a YAML config"),
+    "models": ("models", "list the bundled models and inspect checkpoints"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="csnln",
+        description="CSNLN super-resolution (Mei et al., CVPR 2020): upscale, evaluate, train.",
+    )
+    parser.add_argument("--version", action="version", version=f"csnln {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, summary) in COMMANDS.items():
+        try:
+            module = importlib.import_module(f"csnln.commands.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"csnln.commands.{module_name}":
+                raise
+            continue  # command not built yet
+        doc = (module.__doc__ or summary).strip()
+        command = sub.add_parser(
+            name,
+            help=summary,
+            description=doc,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(command)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

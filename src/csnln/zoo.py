@@ -1,0 +1,99 @@
+"""Resolving a ``--model`` argument: ``bicubic``, a bundled model name, or a checkpoint file.
+
+* ``bicubic``: MATLAB-exact bicubic upscaling (the baseline of every SR table);
+* a bundled name (see :data:`BUNDLED`): weights shipped inside the package;
+* a project checkpoint (``.safetensors``, weights + config);
+* an authors' checkpoint (``model_x2.pt`` etc., recognised by its keys).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .data.imresize import imresize
+from .models.checkpoint import load_checkpoint, read_checkpoint
+from .models.official import (
+    CheckpointError,
+    infer_official_config,
+    is_official_state_dict,
+    load_official,
+)
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+#: Bundled model names -> file in ``csnln/weights`` (one per scale). Filled as weights trained
+#: here are committed; ``csnln models`` lists what is installed.
+BUNDLED: dict[str, dict[int, str]] = {}
+
+
+class Bicubic(nn.Module):
+    """MATLAB-exact bicubic upscaling by ``scale``, as a model (no weights)."""
+
+    def __init__(self, scale: int) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return imresize(x, float(self.scale))
+
+
+def bundled_models() -> dict[str, dict[int, Path]]:
+    """The bundled models whose weight files are installed: name -> {scale: path}."""
+    found: dict[str, dict[int, Path]] = {}
+    for name, files in BUNDLED.items():
+        paths = {s: WEIGHTS_DIR / f for s, f in files.items() if (WEIGHTS_DIR / f).is_file()}
+        if paths:
+            found[name] = paths
+    return found
+
+
+def model_scale(model: nn.Module) -> int:
+    return int(model.scale)
+
+
+def load_model(spec: str | Path, scale: int | None = None, **runtime: object) -> nn.Module:
+    """The model ``spec`` names, for ``scale`` (checked against checkpoints; inferred if None).
+
+    Errors name the file or the value and what was expected.
+    """
+    text = str(spec)
+    if text == "bicubic":
+        if scale is None:
+            raise ValueError("--model bicubic needs a --scale")
+        return Bicubic(scale)
+    bundled = bundled_models()
+    if text in BUNDLED:
+        files = bundled.get(text, {})
+        if scale is None and len(files) == 1:
+            scale = next(iter(files))
+        if scale not in files:
+            have = ", ".join(f"x{s}" for s in sorted(files)) or "none installed"
+            raise ValueError(f"bundled model {text!r} has no x{scale} weights (has: {have})")
+        return load_checkpoint(files[scale], **runtime)
+    path = Path(text)
+    if not path.exists():
+        names = ", ".join(["bicubic", *sorted(BUNDLED)])
+        raise FileNotFoundError(f"model {text!r}: no such file, and not a model name ({names})")
+    if path.suffix == ".safetensors":
+        config, _, _ = read_checkpoint(path)
+        if scale is not None and config.scale != scale:
+            raise CheckpointError(f"{path} is a x{config.scale} model, but x{scale} was asked for")
+        return load_checkpoint(path, **runtime)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({exc})") from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not is_official_state_dict(state):
+        raise CheckpointError(
+            f"{path}: not a CSNLN checkpoint (expected a .safetensors from csnln or the "
+            "authors' model_x{2,3,4}.pt)"
+        )
+    if scale is not None and infer_official_config(state)["scale"] != scale:
+        found = infer_official_config(state)["scale"]
+        raise CheckpointError(f"{path} is a x{found} model, but x{scale} was asked for")
+    return load_official(state, scale, **runtime)  # type: ignore[arg-type]
