@@ -258,3 +258,16 @@ def test_load_checkpoint_rejects_other_files(tmp_path) -> None:
     path.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="not.safetensors"):
         csnln.load_checkpoint(path)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients() -> None:
+    model = csnln.CSNLN(4, n_feats=6, depth=3)
+    x, target = torch.rand(2, 3, 6, 6), torch.rand(2, 3, 24, 24)
+    grads = []
+    for enabled in (False, True):
+        model.zero_grad()
+        model.set_gradient_checkpointing(enabled)
+        (model(x) - target).abs().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert grads[0].numel() == grads[1].numel()
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)

@@ -2,11 +2,14 @@
 
 Both attentions compare every position of a feature map with every other one, so a naive
 implementation materialises a score matrix quadratic in the pixel count. Here the queries are
-processed ``chunk_size`` positions at a time: peak memory is ``chunk_size x keys`` per chunk,
-linear in the pixel count, and the result is the same as the unchunked computation.
+processed in chunks (``chunk_size``: a number of query positions, ``"auto"`` for as many as
+keep a chunk's scores under :data:`AUTO_SCORE_ELEMENTS`, or ``None`` for all at once). Peak
+memory then grows linearly with the pixel count, and the result is the same as unchunked.
 """
 
 from __future__ import annotations
+
+from typing import Literal, TypeAlias
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +17,23 @@ from torch import nn
 
 from .layers import ConvPReLU
 
-DEFAULT_CHUNK_SIZE = 1024
+ChunkSize: TypeAlias = int | Literal["auto"] | None
+
+#: Default chunking: as many queries per chunk as keep one chunk's score matrix at this many
+#: elements (64 MB in float32), over the whole batch.
+AUTO_SCORE_ELEMENTS = 2**24
+DEFAULT_CHUNK_SIZE: ChunkSize = "auto"
+
+
+def queries_per_chunk(chunk_size: ChunkSize, *, batch: int, queries: int, keys: int) -> int:
+    """How many query positions one chunk holds: all (None), a fixed number, or "auto"."""
+    if chunk_size is None:
+        return queries
+    if chunk_size == "auto":
+        return max(1, min(queries, AUTO_SCORE_ELEMENTS // max(1, batch * keys)))
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, 'auto' or None, got {chunk_size!r}")
+    return min(queries, chunk_size)
 
 
 def _softmax(scores: torch.Tensor) -> torch.Tensor:
@@ -32,7 +51,7 @@ class InScaleAttention(nn.Module):
     """
 
     def __init__(
-        self, channels: int, *, reduction: int = 2, chunk_size: int | None = DEFAULT_CHUNK_SIZE
+        self, channels: int, *, reduction: int = 2, chunk_size: ChunkSize = DEFAULT_CHUNK_SIZE
     ) -> None:
         super().__init__()
         self.query = ConvPReLU(channels, channels // reduction, 1)
@@ -45,7 +64,7 @@ class InScaleAttention(nn.Module):
         query = self.query(x).flatten(2).transpose(1, 2)  # N, HW, C/2
         key = self.key(x).flatten(2)  # N, C/2, HW
         value = self.value(x).flatten(2).transpose(1, 2)  # N, HW, C
-        chunk = h * w if self.chunk_size is None else self.chunk_size
+        chunk = queries_per_chunk(self.chunk_size, batch=n, queries=h * w, keys=h * w)
         out = [
             torch.bmm(_softmax(torch.bmm(query[:, start : start + chunk], key)), value)
             for start in range(0, h * w, chunk)
@@ -76,7 +95,7 @@ class CrossScaleAttention(nn.Module):
         temperature: float = 10.0,
         overlap_divisor: float = 6.0,
         norm_floor: float = 1e-4,
-        chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+        chunk_size: ChunkSize = DEFAULT_CHUNK_SIZE,
     ) -> None:
         super().__init__()
         if patch_size % 2 != 1:
@@ -104,7 +123,8 @@ class CrossScaleAttention(nn.Module):
         small = F.interpolate(x, size=(h // u, w // u), mode="bilinear", align_corners=False)
         key = self.key(small)  # N, C/2, H/u, W/u
 
-        # Keys: p x p patches on the small grid, L2-normalised: N, L, C/2 * p * p.
+        # Keys: p x p patches on the small grid, L2-normalised (temperature folded in):
+        # N, C/2 p p, L.
         key = F.unfold(key, p, padding=half)
         key = key / key.norm(dim=1, keepdim=True).clamp_min(self.norm_floor)
         key = key * self.temperature
@@ -114,24 +134,24 @@ class CrossScaleAttention(nn.Module):
 
         # Queries, one band of rows at a time (with a halo of `half` rows for the patches).
         query = F.pad(query, (half, half, half, half))
-        rows = h if self.chunk_size is None else max(1, self.chunk_size // w)
-        # The canvas accumulates in at least float32, also under bf16/fp16 autocast.
+        rows = max(
+            1, queries_per_chunk(self.chunk_size, batch=n, queries=h * w, keys=key.shape[-1]) // w
+        )
+        # The canvas, as (row block, row in block, column block, column in block), accumulates
+        # in at least float32, also under bf16/fp16 autocast.
         acc_dtype = torch.promote_types(value.dtype, torch.float32)
-        canvas = x.new_zeros(n, c, u * h + 2 * pad, u * w + 2 * pad, dtype=acc_dtype)
+        canvas = x.new_zeros(n, c, h + p - 1, u, w + p - 1, u, dtype=acc_dtype)
         for top in range(0, h, rows):
             bottom = min(h, top + rows)
             band = F.unfold(query[:, :, top : bottom + 2 * half], p)  # N, C/2 p p, R W
             attn = _softmax(torch.bmm(band.transpose(1, 2), key))  # N, R W, L
-            patches = torch.bmm(value, attn.transpose(1, 2))  # N, C (u p)^2, R W
-            pasted = F.fold(
-                patches.to(acc_dtype),
-                output_size=(u * (bottom - top) + 2 * pad, u * w + 2 * pad),
-                kernel_size=u * p,
-                stride=u,
-            )
-            if top == 0 and bottom == h:
-                canvas = pasted
-            else:
-                canvas[:, :, u * top : u * bottom + 2 * pad] += pasted
+            patches = torch.bmm(value, attn.transpose(1, 2))  # N, C (p u)^2, R W
+            patches = patches.view(n, c, p, u, p, u, bottom - top, w).to(acc_dtype)
+            # Paste: block (by, bx) of query (y, x)'s patch lands on block (y + by, x + bx).
+            for by in range(p):
+                for bx in range(p):
+                    block = patches[:, :, by, :, bx].permute(0, 1, 4, 2, 5, 3)  # N C R u W u
+                    canvas[:, :, top + by : bottom + by, :, bx : bx + w] += block
+        canvas = canvas.view(n, c, u * (h + p - 1), u * (w + p - 1))
         out = canvas[:, :, pad : pad + u * h, pad : pad + u * w] / self.overlap_divisor
         return out.to(value.dtype)

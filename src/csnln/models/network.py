@@ -10,8 +10,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
-from .attention import DEFAULT_CHUNK_SIZE
+from .attention import DEFAULT_CHUNK_SIZE, ChunkSize
 from .layers import ConvPReLU, MeanShift
 from .sem import BRANCHES, FUSIONS, SelfExemplarsMining, attention_factor
 
@@ -78,7 +79,8 @@ class CSNLN(nn.Module):
     reflect-padded on the bottom/right and the output cropped back.
 
     ``chunk_size`` is the number of query positions each attention processes at a time
-    (``None``: all at once); it changes memory and speed, never the result.
+    (``"auto"``: bounded score memory, ``None``: all at once); it changes memory and speed,
+    never the result.
     """
 
     def __init__(
@@ -94,7 +96,7 @@ class CSNLN(nn.Module):
         overlap_divisor: float = 6.0,
         norm_floor: float = 1e-4,
         rgb_mean: tuple[float, float, float] = RGB_MEAN,
-        chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+        chunk_size: ChunkSize = DEFAULT_CHUNK_SIZE,
     ) -> None:
         super().__init__()
         self.config = CSNLNConfig(
@@ -129,16 +131,30 @@ class CSNLN(nn.Module):
         # One 3x3 conv over the concatenation [h_1, ..., h_D] of all steps' HR features.
         self.tail = nn.Conv2d(n_feats * depth, 3, 3, padding=1)
         self.add_mean = MeanShift(rgb_mean, sign=1)
+        self.gradient_checkpointing = False
 
     @classmethod
     def from_config(cls, config: CSNLNConfig, **runtime: Any) -> CSNLN:
         return cls(**config.to_dict() | runtime)
 
-    def set_chunk_size(self, chunk_size: int | None) -> None:
+    def set_chunk_size(self, chunk_size: ChunkSize) -> None:
         """Set how many query positions the attentions process at a time (None: all)."""
         for module in self.modules():
             if hasattr(module, "chunk_size"):
                 module.chunk_size = chunk_size
+
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute each SEM step in the backward pass instead of storing its activations.
+
+        Only the LR state and the step's 3-channel tail contribution are kept per step, so
+        training memory no longer grows with ``depth``, at the cost of one more forward pass.
+        """
+        self.gradient_checkpointing = enabled
+
+    def _step(self, x: torch.Tensor, tail_weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One SEM step and its term of the tail conv: (x_next, conv(h, W_t))."""
+        x, hr = self.cell(x)
+        return x, F.conv2d(hr, tail_weight.to(hr.dtype), padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 3:
@@ -157,11 +173,14 @@ class CSNLN(nn.Module):
         x = self.head(self.subtract_mean(x))
         # The tail conv over the concatenation is a sum over steps: accumulate it step by step
         # so that only one step's HR features are alive at a time.
-        weights = [w.contiguous() for w in self.tail.weight.split(self.n_feats, dim=1)]
+        weights = self.tail.weight.split(self.n_feats, dim=1)
         out = None
+        checkpointing = self.gradient_checkpointing and torch.is_grad_enabled()
         for step in range(self.depth):
-            x, hr = self.cell(x)
-            term = F.conv2d(hr, weights[step].to(hr.dtype), padding=1)
+            if checkpointing:
+                x, term = checkpoint(self._step, x, weights[step], use_reentrant=False)
+            else:
+                x, term = self._step(x, weights[step])
             out = term if out is None else out + term
         assert out is not None
         out = self.add_mean(out + self.tail.bias.to(out.dtype).view(1, 3, 1, 1))

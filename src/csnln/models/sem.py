@@ -7,7 +7,7 @@ from collections.abc import Collection
 import torch
 from torch import nn
 
-from .attention import DEFAULT_CHUNK_SIZE, CrossScaleAttention, InScaleAttention
+from .attention import DEFAULT_CHUNK_SIZE, ChunkSize, CrossScaleAttention, InScaleAttention
 from .layers import ConvPReLU, ResBlock
 
 BRANCHES = ("local", "in_scale", "cross_scale")
@@ -50,7 +50,7 @@ class MultiSourceProjection(nn.Module):
         temperature: float = 10.0,
         overlap_divisor: float = 6.0,
         norm_floor: float = 1e-4,
-        chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+        chunk_size: ChunkSize = DEFAULT_CHUNK_SIZE,
     ) -> None:
         super().__init__()
         self.in_scale = InScaleAttention(channels, chunk_size=chunk_size) if in_scale else None
@@ -116,7 +116,7 @@ class SelfExemplarsMining(nn.Module):
         temperature: float = 10.0,
         overlap_divisor: float = 6.0,
         norm_floor: float = 1e-4,
-        chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+        chunk_size: ChunkSize = DEFAULT_CHUNK_SIZE,
     ) -> None:
         super().__init__()
         if scale not in (2, 3, 4):
