@@ -1,0 +1,728 @@
+"""Image input/output for ``csnln upscale``: read a photo faithfully, write the result back.
+
+Pixels travel as float32 tensors in [0, 1] (colour 3xHxW, alpha 1xHxW); everything needed to
+write the result the way the source was stored (greyscale, 8/16 bits, ICC profile, EXIF) travels
+alongside in :class:`LoadedImage`.
+
+Pillow decodes 16-bit RGB(A) and grey+alpha PNGs to 8 bits (it keeps only the high byte) and
+cannot write them at all, so those PNGs are read and written by the small numpy/zlib codec at the
+end of this module. 16-bit greyscale PNG and TIFF go through Pillow ("I;16").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import secrets
+import struct
+import warnings
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, TypeAlias
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError, features
+
+__all__ = [
+    "SUPPORTED_EXTENSIONS",
+    "ImageReadError",
+    "LoadedImage",
+    "check_writable",
+    "expand_inputs",
+    "image_from_array",
+    "image_from_pil",
+    "read_image",
+    "to_array",
+    "to_pil",
+    "write_image",
+]
+
+PathLike: TypeAlias = "str | os.PathLike[str]"
+
+SUPPORTED_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".bmp": "BMP",
+}
+_ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
+_ICC_FORMATS = {"PNG", "JPEG", "WEBP", "TIFF"}
+_EXIF_FORMATS = {"PNG", "JPEG", "WEBP"}  # Pillow cannot write EXIF into TIFF or BMP
+_EXIF_PREFIX = b"Exif\x00\x00"
+_ORIENTATION = 0x0112
+
+
+class ImageReadError(ValueError):
+    """A file exists but cannot be decoded; the message is one line naming file and reason."""
+
+    def __init__(self, path: PathLike, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = " ".join(str(reason).split())
+        super().__init__(f"cannot read {path}: {self.reason}")
+
+    def __reduce__(self) -> tuple[type, tuple[Path, str]]:
+        return type(self), (self.path, self.reason)
+
+
+@dataclass
+class LoadedImage:
+    """Decoded pixels plus what is needed to write a result the way the source was stored."""
+
+    rgb: torch.Tensor = field(repr=False)  # 3xHxW float32 in [0, 1]; grey repeated to 3 channels
+    alpha: torch.Tensor | None = field(repr=False)  # 1xHxW float32 in [0, 1]
+    grey: bool  # source was greyscale: write the result greyscale
+    bit_depth: int  # 8 or 16
+    icc_profile: bytes | None = field(repr=False)
+    exif: bytes | None = field(
+        repr=False
+    )  # b"Exif\0\0..."; orientation already applied, reset to 1
+    format: str  # Pillow format name ("PNG", "JPEG", ...); "" for arrays / in-memory images
+    path: Path | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels."""
+        return int(self.rgb.shape[2]), int(self.rgb.shape[1])
+
+
+# --------------------------------------------------------------------------------------------
+# kind <-> tensors: numpy arrays and PIL images
+# --------------------------------------------------------------------------------------------
+
+Parts: TypeAlias = "tuple[torch.Tensor, torch.Tensor | None, bool, int]"
+
+
+def _parts_from_array(array: np.ndarray) -> Parts:
+    """HxW or HxWxC (C = 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA) -> (rgb, alpha, grey, bit_depth).
+
+    uint8 is 8-bit, uint16 is 16-bit, floats are taken as [0, 1] (clamped) and count as 16-bit.
+    """
+    arr = np.asarray(array)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4) or 0 in arr.shape:
+        raise ValueError(f"expected an HxW or HxWxC image array (C = 1-4), got shape {arr.shape}")
+    if arr.dtype.kind == "u" and arr.dtype.itemsize in (1, 2):
+        depth = 8 * arr.dtype.itemsize
+        x = torch.from_numpy(arr.astype(np.float32) / float(2**depth - 1))
+    elif arr.dtype.kind == "f":
+        depth = 16
+        x = torch.from_numpy(np.clip(arr.astype(np.float32), 0.0, 1.0))
+    else:
+        raise ValueError(f"unsupported image array dtype {arr.dtype} (use uint8, uint16 or float)")
+    x = x.permute(2, 0, 1)
+    channels = x.shape[0]
+    grey = channels <= 2
+    rgb = x[:1].repeat(3, 1, 1) if grey else x[:3].contiguous()
+    alpha = x[-1:].contiguous() if channels in (2, 4) else None
+    return rgb, alpha, grey, depth
+
+
+def _tensor_to_hwc(
+    rgb: torch.Tensor, alpha: torch.Tensor | None, grey: bool, dtype: np.dtype
+) -> np.ndarray:
+    """(3|1)xHxW tensor (+ alpha) -> HxWxC array of ``dtype``; clamped to [0, 1], rounded."""
+    x = _chw(rgb, "rgb", (1, 3))
+    x = torch.nan_to_num(x, nan=0.0)
+    if grey:
+        x = x.mean(0, keepdim=True)
+    elif x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
+    if alpha is not None:
+        a = torch.nan_to_num(_chw(alpha, "alpha", (1,)), nan=0.0)
+        if a.shape[1:] != x.shape[1:]:
+            raise ValueError(f"alpha is {tuple(a.shape[1:])} but rgb is {tuple(x.shape[1:])}")
+        x = torch.cat([x, a])
+    x = x.clamp(0.0, 1.0)
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return np.ascontiguousarray(x.permute(1, 2, 0).numpy(), dtype=dtype)
+    top = float(np.iinfo(dtype).max)
+    return np.ascontiguousarray((x * top).round_().permute(1, 2, 0).numpy(), dtype=dtype)
+
+
+def _chw(t: torch.Tensor, name: str, channels: tuple[int, ...]) -> torch.Tensor:
+    t = torch.as_tensor(t).detach()
+    if t.ndim == 2:
+        t = t[None]
+    if t.ndim != 3 or t.shape[0] not in channels:
+        want = " or ".join(f"{c}xHxW" for c in channels)
+        raise ValueError(f"{name} must be {want}, got shape {tuple(t.shape)}")
+    return t.to("cpu", torch.float32)
+
+
+def _normal_mode(img: Image.Image) -> str:
+    """The mode among L, LA, RGB, RGBA, I;16, I, F that represents ``img`` without loss."""
+    mode = img.mode
+    if mode.startswith("I;16"):
+        return "I;16"
+    if mode in ("LA", "RGBA", "I", "F"):
+        return mode
+    transparent = img.has_transparency_data
+    if mode in ("1", "L"):
+        return "LA" if transparent and mode == "L" else "L"
+    if mode == "La":
+        return "LA"
+    return "RGBA" if transparent or mode in ("RGBa", "PA") else "RGB"
+
+
+def _parts_from_pil(img: Image.Image) -> Parts:
+    mode = _normal_mode(img)
+    if img.mode != mode and not img.mode.startswith("I;16"):
+        img = img.convert(mode)
+    arr = np.asarray(img)
+    if mode == "I":  # 32-bit int greyscale (some 16-bit PNG/TIFF readers): treat as 16-bit
+        arr = np.clip(arr, 0, 65535).astype(np.uint16)
+    elif mode == "I;16":
+        arr = arr.astype(np.uint16)  # native byte order
+    return _parts_from_array(arr)
+
+
+def image_from_array(array: np.ndarray) -> LoadedImage:
+    """Wrap a numpy image (HxW or HxWxC; uint8, uint16 or float in [0, 1]) as a LoadedImage."""
+    rgb, alpha, grey, depth = _parts_from_array(array)
+    return LoadedImage(rgb, alpha, grey, depth, None, None, "", None)
+
+
+def image_from_pil(img: Image.Image) -> LoadedImage:
+    """Wrap a PIL image as a LoadedImage, pixels as they are (EXIF orientation not applied).
+
+    Palette images become RGB/RGBA; a Pillow image opened from a 16-bit RGB PNG has already
+    been cut to 8 bits by Pillow (use :func:`read_image` for files).
+    """
+    rgb, alpha, grey, depth = _parts_from_pil(img)
+    filename = getattr(img, "filename", "")
+    return LoadedImage(
+        rgb,
+        alpha,
+        grey,
+        depth,
+        img.info.get("icc_profile") or None,
+        _normalise_exif(img.info.get("exif")),
+        img.format or "",
+        Path(filename) if filename else None,
+    )
+
+
+def to_array(
+    rgb: torch.Tensor, like: np.ndarray, *, alpha: torch.Tensor | None = None
+) -> np.ndarray:
+    """Convert a 3xHxW result back to the kind of ``like``: same dtype and channel layout.
+
+    A 2-D ``like`` gives HxW, HxWx1 gives HxWx1 (channel mean); ``alpha`` is required exactly
+    when ``like`` has an alpha channel (C = 2 or 4). Floats are clamped to [0, 1].
+    """
+    like = np.asarray(like)
+    channels = 1 if like.ndim == 2 else like.shape[-1]
+    _check_alpha(channels in (2, 4), alpha)
+    out = _tensor_to_hwc(rgb, alpha, channels <= 2, like.dtype)
+    return out[:, :, 0] if like.ndim == 2 else out
+
+
+def to_pil(
+    rgb: torch.Tensor, like: Image.Image, *, alpha: torch.Tensor | None = None
+) -> Image.Image:
+    """Convert a 3xHxW result back to a PIL image of the kind of ``like``.
+
+    Mode is kept for L, LA, RGB, RGBA, I;16, I and F (palette becomes RGB/RGBA, 1 becomes L);
+    ``alpha`` is required exactly when that mode has alpha. ICC profile and EXIF are copied.
+    """
+    mode = _normal_mode(like)
+    _check_alpha(mode in ("LA", "RGBA"), alpha)
+    dtype = {"I;16": np.uint16, "I": np.uint16, "F": np.float32}.get(mode, np.uint8)
+    arr = _tensor_to_hwc(rgb, alpha, mode in ("L", "LA", "I;16", "I", "F"), dtype)
+    if arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    out = Image.fromarray(arr.astype(np.int32) if mode == "I" else arr)
+    for key in ("icc_profile", "exif"):
+        if like.info.get(key):
+            out.info[key] = like.info[key]
+    return out
+
+
+def _check_alpha(wanted: bool, alpha: torch.Tensor | None) -> None:
+    if wanted and alpha is None:
+        raise ValueError("the target has an alpha channel: pass alpha=")
+    if not wanted and alpha is not None:
+        raise ValueError("the target has no alpha channel but alpha= was given")
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------------
+
+
+def read_image(path: PathLike) -> LoadedImage:
+    """Decode an image file fully, upright (EXIF orientation applied), keeping ICC and EXIF.
+
+    PNG (1-16 bit, grey, grey+alpha, RGB, RGBA, palette), JPEG, WebP, TIFF, BMP and anything
+    else Pillow decodes. Raises FileNotFoundError for a missing file and ImageReadError for one
+    that is not an image or is corrupt/truncated.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    if path.is_dir():
+        raise ImageReadError(path, "is a folder, not an image file")
+    try:
+        with Image.open(path) as img:
+            if img.format == "PNG" and _is_png16_colour(path):
+                rgb, alpha, grey, depth, icc, exif = _read_png16_file(path)
+            else:
+                rgb, alpha, grey, depth, icc, exif = _read_with_pillow(img, path)
+            fmt = img.format or ""
+    except UnidentifiedImageError:
+        raise ImageReadError(path, "not an image (cannot identify image file)") from None
+    except (FileNotFoundError, PermissionError, IsADirectoryError, MemoryError):
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(path, f"image too large ({exc})") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error) as exc:
+        text = str(exc) or type(exc).__name__
+        reason = "truncated file" if "truncat" in text.lower() else f"corrupt image ({text})"
+        raise ImageReadError(path, reason) from exc
+    icc = _matching_icc(icc, grey, f"{path}: ")
+    return LoadedImage(rgb, alpha, grey, depth, icc, exif, fmt, path)
+
+
+_Decoded: TypeAlias = (
+    "tuple[torch.Tensor, torch.Tensor | None, bool, int, bytes | None, bytes | None]"
+)
+
+
+def _read_with_pillow(img: Image.Image, path: Path) -> _Decoded:
+    img.load()  # full decode now: truncated/corrupt data fails here
+    if getattr(img, "n_frames", 1) > 1:
+        warnings.warn(f"{path}: has {img.n_frames} frames; using the first", stacklevel=3)
+    if img.format == "TIFF" and img.mode in ("RGB", "RGBA"):
+        bits = img.tag_v2.get(258, (8,))
+        if max(bits if isinstance(bits, tuple) else (bits,)) > 8:
+            warnings.warn(f"{path}: 16-bit colour TIFF is read as 8-bit", stacklevel=3)
+    icc = img.info.get("icc_profile") or None
+    exif = _normalise_exif(img.info.get("exif"))
+    if img.getexif().get(_ORIENTATION, 1) != 1:
+        ImageOps.exif_transpose(img, in_place=True)
+        if exif is not None:
+            exif = _reset_orientation(exif)
+    rgb, alpha, grey, depth = _parts_from_pil(img)
+    return rgb, alpha, grey, depth, icc, exif
+
+
+def _read_png16_file(path: Path) -> _Decoded:
+    arr, icc, exif = _decode_png16(path.read_bytes())
+    exif = _normalise_exif(exif)
+    if exif is not None:
+        orientation = Image.Exif()
+        orientation.load(exif)
+        arr = _orient_array(arr, orientation.get(_ORIENTATION, 1))
+        exif = _reset_orientation(exif)
+    rgb, alpha, grey, depth = _parts_from_array(arr)
+    return rgb, alpha, grey, depth, icc, exif
+
+
+# EXIF orientation -> the numpy equivalent of PIL.ImageOps.exif_transpose on an HxWxC array
+_ORIENT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a.swapaxes(0, 1), 2),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _orient_array(arr: np.ndarray, orientation: int) -> np.ndarray:
+    fix = _ORIENT.get(orientation)
+    return arr if fix is None else np.ascontiguousarray(fix(arr))
+
+
+def _normalise_exif(exif: bytes | Image.Exif | None) -> bytes | None:
+    """EXIF as bytes with the ``Exif\\0\\0`` prefix (as Pillow's JPEG/PNG readers give it)."""
+    if isinstance(exif, Image.Exif):
+        exif = exif.tobytes()
+    if not exif:
+        return None
+    exif = bytes(exif)
+    return exif if exif.startswith(_EXIF_PREFIX) else _EXIF_PREFIX + exif
+
+
+def _reset_orientation(exif: bytes) -> bytes:
+    """Set the IFD0 orientation tag to 1, patching it in place so the rest stays byte-exact."""
+    tiff = bytearray(exif[len(_EXIF_PREFIX) :])
+    try:
+        order = {b"II": "<", b"MM": ">"}[bytes(tiff[:2])]
+        (ifd,) = struct.unpack_from(order + "I", tiff, 4)
+        (count,) = struct.unpack_from(order + "H", tiff, ifd)
+        for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
+            tag, kind, n = struct.unpack_from(order + "HHI", tiff, entry)
+            if tag == _ORIENTATION and kind == 3 and n == 1:  # SHORT, as the standard says
+                struct.pack_into(order + "H", tiff, entry + 8, 1)
+                return _EXIF_PREFIX + bytes(tiff)
+    except (KeyError, struct.error):
+        pass
+    parsed = Image.Exif()  # unusual layout: let Pillow rewrite it
+    parsed.load(exif)
+    if _ORIENTATION in parsed:
+        parsed[_ORIENTATION] = 1
+    return parsed.tobytes()
+
+
+def _matching_icc(icc: bytes | None, grey: bool, where: str) -> bytes | None:
+    """Drop (with a warning) an ICC profile whose colour space does not fit the pixels."""
+    if not icc or len(icc) < 20:
+        return None
+    space = icc[16:20]
+    if space == (b"GRAY" if grey else b"RGB "):
+        return icc
+    pixels = "greyscale" if grey else "RGB"
+    warnings.warn(
+        f"{where}dropping the {space.decode('latin-1').strip()} colour profile: "
+        f"it does not apply to {pixels} pixels",
+        stacklevel=3,
+    )
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------
+
+
+def _format_for(path: Path) -> str:
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(
+            f"unsupported output extension {path.suffix or '(none)'!r} for {path}; "
+            f"supported: {' '.join(SUPPORTED_EXTENSIONS)}"
+        )
+    return fmt
+
+
+def check_writable(path: PathLike, overwrite: bool = False) -> Path:
+    """Fail early (before any expensive work) if ``write_image(path, ...)`` cannot succeed.
+
+    ValueError for an unsupported extension, FileExistsError if the file exists and not
+    ``overwrite``, IsADirectoryError, FileNotFoundError for a missing folder, PermissionError.
+    """
+    path = Path(path)
+    _format_for(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"output path is a folder: {path}")
+    if not overwrite and (path.exists() or path.is_symlink()):
+        raise FileExistsError(f"output file already exists: {path} (pass overwrite to replace it)")
+    folder = path.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"output folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write into folder: {folder}")
+    return path
+
+
+def write_image(
+    path: PathLike,
+    rgb: torch.Tensor,
+    *,
+    alpha: torch.Tensor | None = None,
+    grey: bool = False,
+    bit_depth: int = 8,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    overwrite: bool = False,
+    quality: int = 95,
+) -> Path:
+    """Write a 3xHxW float image (clamped to [0, 1], rounded) atomically; returns the path.
+
+    The format comes from the extension. ``grey`` writes one channel (channel mean); ``alpha``
+    (1xHxW) is kept for PNG/WebP/TIFF and dropped with a warning for JPEG/BMP. 16 bits are
+    written for PNG and greyscale TIFF, otherwise 8 (with a warning if 16 was asked for). ICC
+    profile and EXIF go to the formats that store them (PNG, JPEG, WebP; TIFF: ICC only).
+    JPEG/WebP use ``quality``; JPEG is written without chroma subsampling.
+    """
+    path = check_writable(path, overwrite)
+    fmt = _format_for(path)
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
+    if alpha is not None and fmt not in _ALPHA_FORMATS:
+        warnings.warn(f"{path}: {fmt} has no transparency; alpha dropped", stacklevel=2)
+        alpha = None
+    sixteen = fmt == "PNG" or (fmt == "TIFF" and grey and alpha is None)
+    if bit_depth == 16 and not sixteen:
+        warnings.warn(f"{path}: written with 8 bits per channel ({fmt})", stacklevel=2)
+    depth = 16 if bit_depth == 16 and sixteen else 8
+    dropped = [
+        name
+        for name, value, formats in (
+            ("colour profile", icc_profile, _ICC_FORMATS),
+            ("EXIF", exif, _EXIF_FORMATS),
+        )
+        if value and fmt not in formats
+    ]
+    if dropped:
+        warnings.warn(f"{path}: {fmt} output drops the {' and '.join(dropped)}", stacklevel=2)
+    icc = icc_profile if fmt in _ICC_FORMATS else None
+    exif = _normalise_exif(exif) if fmt in _EXIF_FORMATS else None
+    pixels_grey = grey and fmt != "WEBP"  # WebP has no greyscale: grey is written as RGB
+    icc = _matching_icc(icc, pixels_grey, f"{path}: ")
+
+    arr = _tensor_to_hwc(rgb, alpha, grey, np.uint16 if depth == 16 else np.uint8)
+    if grey and not pixels_grey:
+        arr = np.concatenate([arr[:, :, :1]] * 3 + [arr[:, :, 1:]], axis=2)
+
+    def save(stream: BinaryIO) -> None:
+        if fmt == "PNG" and depth == 16:
+            _write_png16(stream, arr, icc, exif)
+            return
+        options: dict[str, object] = {}
+        if icc:
+            options["icc_profile"] = icc
+        if exif:
+            options["exif"] = exif
+        if fmt in ("JPEG", "WEBP"):
+            options["quality"] = quality
+        if fmt == "JPEG":
+            options["subsampling"] = 0
+        if fmt == "TIFF" and features.check("libtiff"):
+            options["compression"] = "tiff_lzw"
+        Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(
+            stream, format=fmt, **options
+        )
+
+    _atomic_write(path, save, overwrite)
+    return path
+
+
+def _atomic_write(path: Path, save: Callable[[BinaryIO], None], overwrite: bool) -> None:
+    """Write via ``.<name>.<random>.tmp`` in the same folder, then os.replace onto ``path``."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)  # honours the umask, unlike mkstemp's 0o600
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            save(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        if not overwrite and (path.exists() or path.is_symlink()):
+            raise FileExistsError(f"output file already exists: {path} (pass overwrite)")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# inputs
+# --------------------------------------------------------------------------------------------
+
+
+def expand_inputs(patterns: Sequence[str]) -> list[Path]:
+    """Expand files, folders (their image files, not recursive, sorted) and globs, in order.
+
+    Duplicates (the same file reached twice) are dropped; a pattern that matches no image
+    raises FileNotFoundError naming it. Folder contents and glob matches are filtered to
+    SUPPORTED_EXTENSIONS and skip hidden files; files named explicitly are kept as they are.
+    """
+    found: list[Path] = []
+    seen: set[Path] = set()
+    for pattern in patterns:
+        given = Path(pattern)
+        if given.is_file():
+            matches = [given]
+        elif given.is_dir():
+            matches = sorted(p for p in given.iterdir() if _is_image_file(p))
+        elif any(ch in str(pattern) for ch in "*?["):
+            matches = sorted(Path(p) for p in glob.glob(str(pattern), recursive=True))
+            matches = [p for p in matches if _is_image_file(p)]
+        else:
+            raise FileNotFoundError(f"no such file or folder: {pattern}")
+        if not matches:
+            raise FileNotFoundError(f"no images found for {pattern!r}")
+        for match in matches:
+            key = match.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append(match)
+    return found
+
+
+def _is_image_file(path: Path) -> bool:
+    return (
+        path.suffix.lower() in SUPPORTED_EXTENSIONS
+        and not path.name.startswith(".")
+        and path.is_file()
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# 16-bit PNG codec (colour types 0, 2, 4, 6 at bit depth 16), numpy + zlib
+# --------------------------------------------------------------------------------------------
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_COLOUR_TYPES = {0: 1, 4: 2, 2: 3, 6: 4}  # PNG colour type -> channels
+_ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+
+
+class _PNGError(ValueError):
+    pass
+
+
+def _is_png16_colour(path: Path) -> bool:
+    """True for 16-bit RGB, RGBA and grey+alpha PNGs, which Pillow reads as 8-bit."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return len(head) == 26 and head[12:16] == b"IHDR" and head[24] == 16 and head[25] in (2, 4, 6)
+
+
+def _paeth(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
+    return np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+
+
+def _decode_png16(data: bytes) -> tuple[np.ndarray, bytes | None, bytes | None]:
+    """Decode a 16-bit PNG to (HxWxC uint16, icc, exif); a tRNS colour key becomes alpha."""
+    if not data.startswith(_PNG_SIGNATURE):
+        raise _PNGError("not a PNG file")
+    pos, header, idat, icc, exif, key = 8, None, [], None, None, None
+    while True:
+        if pos + 12 > len(data):
+            raise _PNGError("truncated file")
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        body = data[pos + 8 : pos + 8 + length]
+        if pos + 12 + length > len(data):
+            raise _PNGError("truncated file")
+        (crc,) = struct.unpack_from(">I", data, pos + 8 + length)
+        if zlib.crc32(kind + body) != crc:
+            raise _PNGError(f"CRC error in {kind.decode('latin-1')} chunk")
+        pos += 12 + length
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"iCCP":
+            icc = zlib.decompress(body[body.index(b"\0") + 2 :])
+        elif kind == b"eXIf":
+            exif = body
+        elif kind == b"tRNS":
+            key = np.frombuffer(body, ">u2").astype(np.uint16)
+        elif kind == b"IEND":
+            break
+    if header is None or header[2] != 16 or header[3] not in _COLOUR_TYPES:
+        raise _PNGError("not a 16-bit grey/RGB(A) PNG")
+    width, height, _, colour, compression, filtering, interlace = header
+    if compression or filtering or interlace > 1 or not width or not height:
+        raise _PNGError("invalid PNG header")
+    inflate = zlib.decompressobj()
+    raw = inflate.decompress(b"".join(idat))
+    if not inflate.eof:
+        raise _PNGError("truncated image data")
+    channels = _COLOUR_TYPES[colour]
+    bpp = 2 * channels
+    out = np.empty((height, width, bpp), np.uint8)
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    offset = 0
+    for x0, y0, dx, dy in passes:
+        w, h = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if w <= 0 or h <= 0:
+            continue
+        size = h * (1 + w * bpp)
+        if offset + size > len(raw):
+            raise _PNGError("truncated image data")
+        rows = np.frombuffer(raw, np.uint8, size, offset).reshape(h, 1 + w * bpp)
+        out[y0::dy, x0::dx] = _unfilter(rows[:, 0], rows[:, 1:].reshape(h, w, bpp))
+        offset += size
+    arr = out.view(">u2").astype(np.uint16)  # HxWxC native-endian
+    if key is not None and channels in (1, 3) and key.size == channels:
+        opaque = np.any(arr != key, axis=2, keepdims=True)
+        arr = np.concatenate([arr, np.where(opaque, 65535, 0).astype(np.uint16)], axis=2)
+    return arr, icc, exif
+
+
+def _unfilter(filters: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """Undo PNG row filters on (h, w, bpp) bytes.
+
+    Pixel (y, x) depends on (y, x-1), (y-1, x) and (y-1, x-1), so every anti-diagonal
+    x + y = d is computed at once from the previous two: h + w - 1 vectorised steps.
+    """
+    if filters.size and int(filters.max()) > 4:
+        raise _PNGError(f"invalid filter type {int(filters.max())}")
+    if not filters.any():
+        return raw
+    h, w, bpp = raw.shape
+    out = np.zeros((h + 1, w + 1, bpp), np.uint8)  # padded: out[y + 1, x + 1] is pixel (y, x)
+    kinds = filters.astype(np.int16)[:, None]
+    rows = np.arange(h)
+    for d in range(h + w - 1):
+        ys = rows[max(0, d - w + 1) : min(h, d + 1)]
+        xs = d - ys
+        a = out[ys + 1, xs].astype(np.int16)
+        b = out[ys, xs + 1].astype(np.int16)
+        f = kinds[ys]
+        pred = np.where(f == 1, a, np.where(f == 2, b, 0))
+        if (f >= 3).any():
+            c = out[ys, xs].astype(np.int16)
+            pred = np.where(f == 3, (a + b) >> 1, np.where(f == 4, _paeth(a, b, c), pred))
+        out[ys + 1, xs + 1] = (raw[ys, xs] + pred) & 0xFF
+    return out[1:, 1:]
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _filter_rows(cur: np.ndarray, prev: np.ndarray, bpp: int) -> np.ndarray:
+    """Filter rows with the type (0-4) that minimises the sum of |signed bytes| per row."""
+    x, b = cur.astype(np.int16), prev.astype(np.int16)
+    a, c = np.zeros_like(x), np.zeros_like(x)
+    a[:, bpp:], c[:, bpp:] = x[:, :-bpp], b[:, :-bpp]
+    options = np.stack([x, x - a, x - b, x - ((a + b) >> 1), x - _paeth(a, b, c)]) & 0xFF
+    signed = np.where(options > 127, 256 - options, options)
+    best = signed.sum(axis=2, dtype=np.int64).argmin(axis=0)
+    chosen = options[best, np.arange(len(x))].astype(np.uint8)
+    return np.concatenate([best.astype(np.uint8)[:, None], chosen], axis=1)
+
+
+def _write_png16(stream: BinaryIO, arr: np.ndarray, icc: bytes | None, exif: bytes | None) -> None:
+    """Write an HxWxC uint16 array (C = 1-4) as a 16-bit PNG with iCCP and eXIf chunks."""
+    height, width, channels = arr.shape
+    colour = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    stream.write(_PNG_SIGNATURE)
+    stream.write(_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour, 0, 0, 0)))
+    if icc:
+        stream.write(_chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(icc)))
+    if exif:
+        stream.write(_chunk(b"eXIf", exif.removeprefix(_EXIF_PREFIX)))
+    data = (
+        np.ascontiguousarray(arr, dtype=">u2").view(np.uint8).reshape(height, width * channels * 2)
+    )
+    deflate = zlib.compressobj(6)
+    band = max(1, (1 << 19) // data.shape[1])
+    for y0 in range(0, height, band):
+        cur = data[y0 : y0 + band]
+        prev = data[y0 - 1 : y0 - 1 + len(cur)] if y0 else np.vstack([data[:1] * 0, cur[:-1]])
+        compressed = deflate.compress(_filter_rows(cur, prev, 2 * channels).tobytes())
+        if compressed:
+            stream.write(_chunk(b"IDAT", compressed))
+    stream.write(_chunk(b"IDAT", deflate.flush()))
+    stream.write(_chunk(b"IEND", b""))
