@@ -33,7 +33,7 @@ def save_checkpoint(
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
+        raise FileExistsError(f"{path} exists; not overwriting it (overwrite=True, or --overwrite)")
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
