@@ -1,20 +1,15 @@
-"""Bicubic baseline on Set5 / Set14 / B100: acceptance check of imresize + metrics.
+"""Bicubic baseline on Set5 / Set14 / B100: the full-table acceptance run of ``csnln.evaluation``.
 
-Protocol per image and scale ``s``:
-
-1. HR loaded as uint8 RGB (greyscale images such as Set14 ``bridge`` are repeated to 3
-   channels by PIL's ``convert('RGB')``), cropped to a multiple of ``s`` (bottom/right);
-2. ``LR = round(imresize(HR, 1/s))`` (MATLAB bicubic, float64 on ``[0, 255]``, round half
-   away from zero, clamp to ``[0, 255]``, i.e. MATLAB's uint8 output);
-3. ``SR = round(imresize(LR, s))`` likewise;
-4. PSNR / SSIM on the (unrounded) Y channel, ``s`` pixels cropped at each border.
-
-Prints a Markdown table of mean PSNR / SSIM per dataset and scale.
+Runs :func:`csnln.evaluation.evaluate` with the ``bicubic`` model (the evaluation protocol is
+documented there) and prints the Markdown table (scales x datasets, ``PSNR / SSIM``), to be
+compared with the Python-protocol table of ``../shared/reference/numbers.md``; it also
+compares the numbers itself (±0.01 dB, ±0.001 SSIM) and says so on stderr; with ``--check``
+a difference makes the exit status 1.
 
 Usage::
 
-    PYTHONPATH=src python benchmarks/bicubic_baseline.py [--root ../shared/data/benchmark]
-        [--datasets Set5 Set14 B100] [--scales 2 3 4]
+    python benchmarks/bicubic_baseline.py [--root ../shared/data/benchmark]
+        [--datasets Set5 Set14 B100] [--scales 2 3 4] [--check]
 """
 
 from __future__ import annotations
@@ -24,52 +19,27 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
-from csnln.data.imresize import imresize, modcrop
-from csnln.metrics import psnr, ssim
+from csnln.evaluation import evaluate, format_table
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO / ".." / "shared" / "data" / "benchmark"
-IMAGE_SUFFIXES = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff"}
 
-
-def load_rgb_uint8(path: Path) -> torch.Tensor:
-    """Image file -> uint8 tensor ``3×H×W`` (greyscale repeated to RGB)."""
-    with Image.open(path) as im:
-        arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(arr.transpose(2, 0, 1).copy())
-
-
-def to_uint8_matlab(x: torch.Tensor) -> torch.Tensor:
-    """MATLAB's double -> uint8 conversion: round half away from zero, saturate to 0..255."""
-    t = torch.trunc(x)
-    r = torch.where((x - t).abs() == 0.5, t + torch.sign(x), torch.round(x))  # round() is half-even
-    return r.clamp(0, 255).to(torch.uint8)
-
-
-def bicubic_sr(hr: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(HR cropped, SR)``, both uint8 ``3×H×W``, for the bicubic down/up round trip."""
-    hr = modcrop(hr, scale)
-    lr = to_uint8_matlab(imresize(hr.to(torch.float64), 1 / scale))
-    sr = to_uint8_matlab(imresize(lr.to(torch.float64), float(scale)))
-    assert sr.shape == hr.shape, (sr.shape, hr.shape)
-    return hr, sr
-
-
-def evaluate_dataset(folder: Path, scale: int) -> tuple[float, float, int]:
-    """Mean PSNR (dB) and SSIM of bicubic SR over the images in ``folder``."""
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"no images in {folder}")
-    psnrs, ssims = [], []
-    for path in files:
-        hr, sr = bicubic_sr(load_rgb_uint8(path), scale)
-        psnrs.append(psnr(sr, hr, crop=scale))
-        ssims.append(ssim(sr, hr, crop=scale))
-    return float(np.mean(psnrs)), float(np.mean(ssims)), len(files)
+#: numbers.md, "the same protocol written in Python": (dataset, scale) -> (PSNR, SSIM).
+EXPECTED: dict[tuple[str, int], tuple[float, float]] = {
+    ("Set5", 2): (33.6818, 0.93052),
+    ("Set14", 2): (30.3301, 0.87003),
+    ("B100", 2): (29.5648, 0.84364),
+    ("Set5", 3): (30.4047, 0.86897),
+    ("Set14", 3): (27.6341, 0.77598),
+    ("B100", 3): (27.2110, 0.73917),
+    ("Set5", 4): (28.4314, 0.81127),
+    ("Set14", 4): (26.0918, 0.70496),
+    ("B100", 4): (25.9634, 0.66821),
+}
+PSNR_TOLERANCE = 0.01
+SSIM_TOLERANCE = 0.001
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,35 +47,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--datasets", nargs="+", default=["Set5", "Set14", "B100"])
     parser.add_argument("--scales", nargs="+", type=int, default=[2, 3, 4])
+    parser.add_argument(
+        "--check", action="store_true", help="compare with numbers.md; exit 1 on a difference"
+    )
     args = parser.parse_args(argv)
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    results: dict[tuple[str, int], tuple[float, float]] = {}
-    t0 = time.perf_counter()
+    folders = []
     for name in args.datasets:
-        folder = args.root / name / "HR"
+        folder = args.root / name
         if not folder.is_dir():
             print(f"skipping {name}: {folder} not found", file=sys.stderr)
             continue
-        for s in args.scales:
-            p, q, n = evaluate_dataset(folder, s)
-            results[(name, s)] = (p, q)
-            print(
-                f"{name} x{s}: PSNR {p:.4f} dB, SSIM {q:.5f} ({n} images, "
-                f"{time.perf_counter() - t0:.1f}s)",
-                file=sys.stderr,
-            )
+        folders.append(folder)
+    if not folders:
+        print("error: no datasets found", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    results = evaluate("bicubic", folders, args.scales, device="cpu")
+    print(f"{time.perf_counter() - t0:.1f} s in all", file=sys.stderr)
+    print(format_table(results), end="")
 
-    names = [n for n in args.datasets if any((n, s) in results for s in args.scales)]
-    print("| scale | " + " | ".join(names) + " |")
-    print("|---|" + "---|" * len(names))
-    for s in args.scales:
-        cells = []
-        for n in names:
-            p, q = results.get((n, s), (float("nan"), float("nan")))
-            cells.append(f"{p:.4f} / {q:.5f}")
-        print(f"| ×{s} | " + " | ".join(cells) + " |")
-    return 0
+    failures = []
+    for r in results:
+        expected = EXPECTED.get((r.dataset, r.scale))
+        if expected is None:
+            continue
+        if abs(r.psnr - expected[0]) > PSNR_TOLERANCE or abs(r.ssim - expected[1]) > SSIM_TOLERANCE:
+            failures.append(
+                f"{r.dataset} x{r.scale}: {r.psnr:.4f} / {r.ssim:.5f}, "
+                f"expected {expected[0]:.4f} / {expected[1]:.5f}"
+            )
+    for line in failures:
+        print(f"MISMATCH {line}", file=sys.stderr)
+    compared = sum((r.dataset, r.scale) in EXPECTED for r in results)
+    verdict = "FAILED" if failures else "all match"
+    print(f"numbers.md check ({compared} cells): {verdict}", file=sys.stderr)
+    return 1 if failures and args.check else 0
 
 
 if __name__ == "__main__":

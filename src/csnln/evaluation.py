@@ -1,0 +1,750 @@
+"""Evaluation that reproduces the published super-resolution tables (``csnln eval``).
+
+The protocol, per image and scale ``s`` (as in the EDSR/RCAN/CSNLN test code):
+
+1. HR is read as ``uint8`` RGB (greyscale and palette images are converted to RGB by
+   repeating the grey level) and cropped to a multiple of ``s`` at the bottom/right
+   (:func:`~csnln.data.imresize.modcrop`).
+2. LR is the provided LR file in the EDSR benchmark layout when it exists; otherwise the
+   MATLAB-exact bicubic ``imresize(HR, 1/s)`` computed in float64 on ``[0, 255]`` and rounded
+   half away from zero to ``uint8`` (MATLAB's ``uint8(...)``).
+3. The model gets LR as float32 in ``[0, 1]`` (``1 x 3 x h x w``); its output is clamped and
+   quantised to ``uint8`` exactly as the authors' ``quantize``:
+   ``round(clamp(255 * x, 0, 255))``. For the ``bicubic`` model (:class:`csnln.zoo.Bicubic`)
+   the same resize is computed in float64 on ``[0, 255]`` and rounded half away from zero
+   (only the dtype differs; this is what the published Python-protocol bicubic numbers do —
+   the float32 path differs by one grey level on a few pixels). With self-ensemble, explicit
+   tiles or the chop, bicubic goes through the generic float32 path like any model.
+4. PSNR and SSIM (:mod:`csnln.metrics`) on the unrounded Y channel, ``s`` pixels cropped at
+   each border, on ``[0, 255]``. A dataset's number is the mean over its images.
+
+Datasets (:func:`find_dataset`): a folder of HR images, or the EDSR benchmark layout
+``DIR/HR/<name>.png`` + ``DIR/LR_bicubic/X{s}/<name>x{s}.png``, whose LR files are used when
+present. The dataset's name is the folder's name (the parent's when the folder given is
+itself called ``HR``).
+
+Bad input: an unreadable image (HR, or LR file) is reported with an
+:class:`UnreadableImageWarning` naming it, skipped and listed in
+:attr:`EvalResult.skipped`. A missing or empty dataset folder, an LR/HR size mismatch in the
+benchmark layout, or an image too small to measure raise ``FileNotFoundError`` /
+``ValueError`` naming the folder or file, before any model runs.
+
+``seconds_per_image`` is the mean wall time of the super-resolution step (model, tiling,
+self-ensemble and quantisation, including the copy back from the device), not of reading
+images or computing metrics.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from tqdm import tqdm
+
+from .data.imresize import imresize, modcrop
+from .inference import DEFAULT_OVERLAP, Upscaler
+from .metrics import psnr, ssim
+from .zoo import Bicubic, load_model
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "DatasetEntry",
+    "EvalResult",
+    "ImageResult",
+    "UnreadableImageError",
+    "UnreadableImageWarning",
+    "dataset_name",
+    "evaluate",
+    "find_dataset",
+    "format_table",
+    "load_rgb",
+    "prepare_pair",
+    "quantize",
+    "results_to_csv",
+    "results_to_json",
+    "super_resolve",
+    "to_uint8_matlab",
+    "write_csv",
+    "write_json",
+]
+
+#: File suffixes (lower case) taken as images in a dataset folder; other files are ignored.
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
+
+#: Smallest SSIM window: an HR image must keep 11x11 pixels after the ``s``-pixel border crop.
+_SSIM_WINDOW = 11
+
+PathArg = str | PathLike[str]
+ModelArg = str | PathLike[str] | nn.Module | Upscaler | Mapping[int, nn.Module | Upscaler]
+
+# Errors PIL raises on unreadable, truncated or hostile files.
+_PIL_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    Image.DecompressionBombError,
+)
+
+
+class UnreadableImageError(ValueError):
+    """An image file that cannot be decoded; ``path`` names it."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: cannot read image ({reason})")
+        self.path = path
+        self.reason = reason
+
+
+class UnreadableImageWarning(UserWarning):
+    """Emitted by :func:`evaluate` for each unreadable image it skips (once per file)."""
+
+
+class DatasetEntry(NamedTuple):
+    """One image of a dataset: its name (the HR file's stem), HR file, LR file or None."""
+
+    name: str
+    hr_path: Path
+    lr_path: Path | None
+
+
+@dataclass
+class ImageResult:
+    """Metrics of one image at one scale."""
+
+    name: str
+    psnr: float
+    ssim: float
+    seconds: float
+    hr_path: str
+    lr_path: str | None = None
+
+
+@dataclass
+class EvalResult:
+    """Mean metrics of one dataset at one scale.
+
+    ``images`` counts the images measured; ``skipped`` lists the file names of the unreadable
+    ones (not in the means). ``psnr``/``ssim``/``seconds_per_image`` are NaN when every image
+    was skipped.
+    """
+
+    dataset: str
+    scale: int
+    psnr: float
+    ssim: float
+    images: int
+    skipped: list[str] = field(default_factory=list)
+    seconds_per_image: float = float("nan")
+    per_image: list[ImageResult] = field(default_factory=list)
+
+    def to_dict(self, *, per_image: bool = True) -> dict[str, Any]:
+        """JSON-ready dict (non-finite numbers become ``None``)."""
+        data = asdict(self)
+        if not per_image:
+            data.pop("per_image")
+        return _finite(data)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def load_rgb(path: PathArg) -> torch.Tensor:
+    """Image file -> ``uint8`` tensor ``3 x H x W`` (greyscale/palette converted to RGB).
+
+    Raises :class:`UnreadableImageError` (naming the file) when it cannot be decoded and
+    ``FileNotFoundError`` when it does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except _PIL_ERRORS as exc:
+        raise UnreadableImageError(path, str(exc) or type(exc).__name__) from exc
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    """``(H, W)`` from the file header, or None when the header cannot be read."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except _PIL_ERRORS:
+        return None
+    return h, w
+
+
+def to_uint8_matlab(x: torch.Tensor) -> torch.Tensor:
+    """MATLAB's ``uint8(x)`` for ``[0, 255]`` data: round half away from zero, saturate."""
+    t = torch.trunc(x)
+    r = torch.where((x - t).abs() == 0.5, t + torch.sign(x), torch.round(x))  # round: half-even
+    return r.clamp(0, 255).to(torch.uint8)
+
+
+def quantize(sr: torch.Tensor) -> torch.Tensor:
+    """The authors' ``quantize`` (rgb_range 1): ``round(clamp(255 * sr, 0, 255))`` as uint8."""
+    return sr.mul(255).clamp(0, 255).round().to(torch.uint8)
+
+
+# --- datasets --------------------------------------------------------------------------------
+
+
+def dataset_name(folder: PathArg) -> str:
+    """The dataset's name: the folder's name, or its parent's when the folder is ``HR``."""
+    path = Path(folder).resolve()
+    return path.parent.name if path.name == "HR" else path.name
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _check_sizes(
+    hr_size: tuple[int, int],
+    lr_size: tuple[int, int] | None,
+    scale: int,
+    hr_path: Path,
+    lr_path: Path | None,
+) -> None:
+    """ValueError naming the file when LR x scale != cropped HR, or HR is too small."""
+    h, w = hr_size[0] - hr_size[0] % scale, hr_size[1] - hr_size[1] % scale
+    if lr_size is not None and (lr_size[0] * scale, lr_size[1] * scale) != (h, w):
+        raise ValueError(
+            f"{lr_path}: LR image is {lr_size[1]}x{lr_size[0]}, but x{scale} of it must match "
+            f"the HR {hr_path.name} cropped to a multiple of {scale} ({w}x{h}); "
+            f"expected {w // scale}x{h // scale}"
+        )
+    need = _SSIM_WINDOW + 2 * scale
+    if h < need or w < need:
+        raise ValueError(
+            f"{hr_path}: image is {hr_size[1]}x{hr_size[0]}; at x{scale} it needs at least "
+            f"{need}x{need} pixels (SSIM's 11x11 window after a {scale}-pixel border crop)"
+        )
+
+
+def find_dataset(folder: PathArg, scale: int) -> list[DatasetEntry]:
+    """The images of a dataset folder for ``scale``, sorted by file name.
+
+    ``folder`` is either a folder of HR images, or the EDSR benchmark layout ``folder/HR`` +
+    ``folder/LR_bicubic/X{scale}/<name>x{scale}.<ext>``; an LR file is used when present
+    (``lr_path`` is None otherwise and LR is made by bicubic downscaling). Files whose
+    suffix is not in :data:`IMAGE_SUFFIXES` are ignored.
+
+    Image headers are read to check sizes up front: a ``ValueError`` names an LR file whose
+    size times ``scale`` differs from its HR cropped to a multiple of ``scale``, or an HR
+    image too small to measure. Files whose header cannot be read are returned anyway (and
+    skipped by :func:`evaluate` with a warning).
+
+    Raises:
+        FileNotFoundError: the folder does not exist or holds no images.
+        ValueError: ``folder`` is not a folder, a bad scale, or a size problem (see above).
+    """
+    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    root = Path(folder)
+    if not root.exists():
+        raise FileNotFoundError(f"dataset folder not found: {root}")
+    if not root.is_dir():
+        raise ValueError(f"dataset path is not a folder: {root}")
+    hr_dir, lr_dir = root, None
+    if (root / "HR").is_dir():
+        hr_dir = root / "HR"
+        lr_dir = root / "LR_bicubic" / f"X{scale}"
+    files = _images_in(hr_dir)
+    if not files:
+        where = f"{hr_dir} (benchmark layout: {root}/HR)" if hr_dir != root else str(root)
+        raise FileNotFoundError(
+            f"no images in dataset folder {where}: expected {', '.join(IMAGE_SUFFIXES)} files"
+        )
+    lr_files: dict[str, Path] = {}
+    if lr_dir is not None and lr_dir.is_dir():
+        lr_files = {p.stem: p for p in _images_in(lr_dir)}
+    entries = []
+    for hr_path in files:
+        lr_path = lr_files.get(f"{hr_path.stem}x{scale}")
+        hr_size = _image_size(hr_path)
+        if hr_size is not None:
+            lr_size = _image_size(lr_path) if lr_path is not None else None
+            _check_sizes(hr_size, lr_size, scale, hr_path, lr_path)
+        entries.append(DatasetEntry(hr_path.stem, hr_path, lr_path))
+    return entries
+
+
+def prepare_pair(
+    hr_path: PathArg, scale: int, lr_path: PathArg | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(HR, LR)`` of one image, both ``uint8`` ``3 x H x W``, by the evaluation protocol.
+
+    HR is cropped to a multiple of ``scale``; LR is read from ``lr_path`` when given (and must
+    be exactly HR's size / ``scale``), else MATLAB ``imresize(HR, 1/scale)`` in float64
+    rounded half away from zero.
+
+    Raises:
+        UnreadableImageError: a file cannot be decoded (names it).
+        ValueError: LR/HR size mismatch (names the LR file) or an image too small to measure.
+    """
+    hr_path = Path(hr_path)
+    hr_full = load_rgb(hr_path)
+    lr_file = Path(lr_path) if lr_path is not None else None
+    lr = load_rgb(lr_file) if lr_file is not None else None
+    _check_sizes(
+        tuple(hr_full.shape[-2:]),  # type: ignore[arg-type]
+        tuple(lr.shape[-2:]) if lr is not None else None,  # type: ignore[arg-type]
+        scale,
+        hr_path,
+        lr_file,
+    )
+    hr = modcrop(hr_full, scale)
+    if lr is None:
+        lr = to_uint8_matlab(imresize(hr.to(torch.float64), 1 / scale))
+    return hr, lr
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+def _chop_fits(h: int, w: int, scale: int, shave: int = 10, min_size: int = 3600) -> bool:
+    """Whether the authors' chop can cut an ``h x w`` LR image: every quarter it cuts (its
+    half size + ``shave``, rounded up past a multiple of ``scale``) must fit in its parent.
+    (Smaller images break the authors' code and :func:`~csnln.inference.run_chop` alike.)"""
+    while True:
+        h_size = h // 2 + shave
+        w_size = w // 2 + shave
+        h_size += scale - h_size % scale
+        w_size += scale - w_size % scale
+        if h_size > h or w_size > w:
+            return False
+        if h_size * w_size < min_size:
+            return True
+        h, w = h_size, w_size
+
+
+def _check_chop(entries: Sequence[DatasetEntry], scale: int) -> None:
+    """ValueError naming the first image too small for ``chop`` (sizes from file headers)."""
+    for entry in entries:
+        if entry.lr_path is not None:
+            size = _image_size(entry.lr_path)
+        else:
+            hr_size = _image_size(entry.hr_path)
+            size = None if hr_size is None else (hr_size[0] // scale, hr_size[1] // scale)
+        if size is not None and not _chop_fits(*size, scale):
+            raise ValueError(
+                f"{entry.lr_path or entry.hr_path}: LR {size[1]}x{size[0]} (x{scale}) is too "
+                "small for --chop, the authors' tiling (its quarters are half the image plus "
+                "10 pixels); evaluate it without --chop"
+            )
+
+
+def super_resolve(
+    upscaler: Upscaler, lr: torch.Tensor, *, on_tile: Callable[[], None] | None = None
+) -> torch.Tensor:
+    """SR of one ``uint8`` LR image ``3 x h x w`` -> ``uint8`` ``3 x sh x sw`` on the CPU.
+
+    The model sees float32 in ``[0, 1]``; the output is quantised with :func:`quantize`. For
+    the bicubic model on whole images without self-ensemble, the resize runs in float64 on
+    ``[0, 255]`` with MATLAB rounding (see the module docstring).
+    """
+    if lr.dtype != torch.uint8 or lr.dim() != 3 or lr.shape[0] != 3:
+        raise ValueError(f"expected a uint8 3 x H x W image, got {lr.dtype} {tuple(lr.shape)}")
+    h, w = lr.shape[-2:]
+    if (
+        isinstance(upscaler.model, Bicubic)
+        and not upscaler.self_ensemble
+        and not upscaler.chop
+        and upscaler.plan(h, w).tile is None
+    ):
+        x = lr.to(upscaler.device, torch.float64)
+        out = to_uint8_matlab(imresize(x, float(upscaler.scale))).cpu()
+        if on_tile:
+            on_tile()
+        return out
+    x = lr.to(torch.float32).div(255)[None]
+    return quantize(upscaler(x, on_tile=on_tile)[0]).cpu()
+
+
+def _upscalers(
+    model: ModelArg,
+    scales: int | Sequence[int] | None,
+    options: dict[str, Any],
+    runtime: Mapping[str, Any],
+) -> dict[int, Upscaler]:
+    """One :class:`Upscaler` per scale (models loaded up front, so errors come early)."""
+    defaults = {
+        "tile": "auto",
+        "tile_overlap": DEFAULT_OVERLAP,
+        "chop": False,
+        "self_ensemble": False,
+        "precision": "fp32",
+        "device": "auto",
+        "max_memory": None,
+    }
+    wanted: list[int] | None
+    if scales is None:
+        wanted = None
+    elif isinstance(scales, int):
+        wanted = [scales]
+    else:
+        wanted = list(dict.fromkeys(int(s) for s in scales))
+        if not wanted:
+            raise ValueError("no scales given")
+
+    def wrap(m: nn.Module | Upscaler) -> Upscaler:
+        if isinstance(m, Upscaler):
+            changed = [k for k, v in defaults.items() if options[k] != v]
+            if changed:
+                raise ValueError(
+                    f"an Upscaler carries its own options; do not also pass {', '.join(changed)}"
+                )
+            return m
+        if not isinstance(m, nn.Module) or not hasattr(m, "scale"):
+            raise TypeError(f"expected a model with a .scale or an Upscaler, got {type(m)!r}")
+        return Upscaler(m, **options)
+
+    if isinstance(model, (str, PathLike)):
+        if wanted is None:
+            loaded = load_model(model, None, **runtime)
+            return {int(loaded.scale): wrap(loaded)}
+        return {s: wrap(load_model(model, s, **runtime)) for s in wanted}
+    if isinstance(model, Mapping):
+        ups = {int(s): wrap(m) for s, m in model.items()}
+    else:
+        up = wrap(model)
+        ups = {up.scale: up}
+    for s, up in ups.items():
+        if up.scale != s:
+            raise ValueError(f"the model given for x{s} is a x{up.scale} model")
+    if wanted is None:
+        return dict(sorted(ups.items()))
+    missing = [s for s in wanted if s not in ups]
+    if missing:
+        have = ", ".join(f"x{s}" for s in sorted(ups))
+        need = ", ".join(f"x{s}" for s in missing)
+        raise ValueError(f"no model for {need} (the model given is for {have})")
+    return {s: ups[s] for s in wanted}
+
+
+def evaluate(
+    model_or_upscaler: ModelArg,
+    datasets: PathArg | Sequence[PathArg],
+    scales: int | Sequence[int] | None = None,
+    *,
+    self_ensemble: bool = False,
+    tile: int | Literal["auto"] | None = "auto",
+    tile_overlap: int = DEFAULT_OVERLAP,
+    chop: bool = False,
+    precision: str = "fp32",
+    device: str | torch.device = "auto",
+    max_memory: int | str | None = None,
+    save_images: PathArg | None = None,
+    progress: bool = True,
+    **runtime: Any,
+) -> list[EvalResult]:
+    """Mean PSNR/SSIM of a model on benchmark datasets, by the published protocol.
+
+    Args:
+        model_or_upscaler: ``"bicubic"``, a bundled model name or a checkpoint path (loaded
+            for each scale with :func:`csnln.zoo.load_model`); a model with a ``.scale``
+            (wrapped in an :class:`~csnln.inference.Upscaler` with the options below); an
+            ``Upscaler`` (its own options are used: leave the options below at defaults); or
+            a mapping ``{scale: model or Upscaler}``.
+        datasets: dataset folders (see :func:`find_dataset`); names must be distinct.
+        scales: the scales to evaluate (default: the model's own scale).
+        self_ensemble: the x8 flips/transposes average.
+        tile, tile_overlap, chop, precision, device, max_memory: how the model runs, as in
+            :class:`~csnln.inference.Upscaler` (``tile="auto"``: whole images when they fit;
+            ``chop``: the authors' recursive tiling).
+        save_images: write each SR image as PNG to ``save_images/<dataset>/x<s>/<name>.png``
+            (atomically).
+        progress: a tqdm progress bar per dataset on stderr.
+        runtime: options for building models from a path (e.g. ``chunk_size``).
+
+    Returns:
+        One :class:`EvalResult` per dataset and scale, datasets in the order given, scales
+        in the order given within each.
+
+    Raises:
+        FileNotFoundError / ValueError: missing or empty folders, size mismatches, duplicate
+        dataset names, bad options, models of the wrong scale (all checked before running).
+    """
+    options = {
+        "tile": tile,
+        "tile_overlap": tile_overlap,
+        "chop": chop,
+        "self_ensemble": self_ensemble,
+        "precision": precision,
+        "device": device,
+        "max_memory": max_memory,
+    }
+    if chop and tile not in ("auto", None):
+        raise ValueError("give either a tile size or chop, not both")
+    folders = [datasets] if isinstance(datasets, (str, PathLike)) else list(datasets)
+    if not folders:
+        raise ValueError("no datasets given")
+    upscalers = _upscalers(model_or_upscaler, scales, options, runtime)
+    names: dict[str, Path] = {}
+    plan: list[tuple[str, dict[int, list[DatasetEntry]]]] = []
+    for folder in folders:
+        name = dataset_name(folder)
+        if name in names:
+            raise ValueError(
+                f"two datasets are named {name!r} ({names[name]} and {folder}); rename one folder"
+            )
+        names[name] = Path(folder)
+        by_scale = {s: find_dataset(folder, s) for s in upscalers}
+        for s, entries in by_scale.items():
+            if upscalers[s].chop:
+                _check_chop(entries, s)
+        plan.append((name, by_scale))
+
+    out_dir = Path(save_images) if save_images is not None else None
+    warned: set[Path] = set()
+    results: list[EvalResult] = []
+    for name, by_scale in plan:
+        total = sum(len(entries) for entries in by_scale.values())
+        with tqdm(
+            total=total,
+            desc=name,
+            unit="img",
+            file=sys.stderr,
+            disable=not progress,
+            dynamic_ncols=True,
+        ) as bar:
+            for s, entries in by_scale.items():
+                results.append(
+                    _evaluate_one(
+                        upscalers[s], name, s, entries, bar=bar, warned=warned, out_dir=out_dir
+                    )
+                )
+    return results
+
+
+def _evaluate_one(
+    upscaler: Upscaler,
+    dataset: str,
+    scale: int,
+    entries: Sequence[DatasetEntry],
+    *,
+    bar: tqdm,
+    warned: set[Path],
+    out_dir: Path | None,
+) -> EvalResult:
+    per_image: list[ImageResult] = []
+    skipped: list[str] = []
+    for entry in entries:
+        bar.set_postfix_str(f"x{scale} {entry.name}", refresh=False)
+        try:
+            hr, lr = prepare_pair(entry.hr_path, scale, entry.lr_path)
+        except UnreadableImageError as exc:
+            if exc.path not in warned:
+                warned.add(exc.path)
+                warnings.warn(f"{exc}; skipped", UnreadableImageWarning, stacklevel=3)
+            skipped.append(entry.hr_path.name)
+            bar.update(1)
+            continue
+        tiles = max(1, upscaler.tiles_per_image(*lr.shape[-2:]))
+        done = 0
+
+        def on_tile(tiles: int = tiles, name: str = entry.name) -> None:
+            nonlocal done
+            done += 1
+            if tiles > 1:
+                bar.set_postfix_str(f"x{scale} {name} tile {done}/{tiles}")
+
+        start = time.perf_counter()
+        sr = super_resolve(upscaler, lr, on_tile=on_tile)
+        seconds = time.perf_counter() - start
+        if sr.shape != hr.shape:
+            raise RuntimeError(
+                f"{entry.hr_path}: the model returned {tuple(sr.shape)} for an HR of "
+                f"{tuple(hr.shape)}"
+            )
+        per_image.append(
+            ImageResult(
+                name=entry.name,
+                psnr=float(psnr(sr, hr, crop=scale)),
+                ssim=float(ssim(sr, hr, crop=scale)),
+                seconds=seconds,
+                hr_path=str(entry.hr_path),
+                lr_path=str(entry.lr_path) if entry.lr_path is not None else None,
+            )
+        )
+        if out_dir is not None:
+            _save_png(sr, out_dir / dataset / f"x{scale}" / f"{entry.name}.png")
+        bar.update(1)
+    n = len(per_image)
+    return EvalResult(
+        dataset=dataset,
+        scale=scale,
+        psnr=float(np.mean([r.psnr for r in per_image])) if n else float("nan"),
+        ssim=float(np.mean([r.ssim for r in per_image])) if n else float("nan"),
+        images=n,
+        skipped=skipped,
+        seconds_per_image=float(np.mean([r.seconds for r in per_image])) if n else float("nan"),
+        per_image=per_image,
+    )
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _save_png(img: torch.Tensor, path: Path) -> None:
+    arr = img.permute(1, 2, 0).contiguous().numpy()
+    _atomic_write(path, lambda tmp: Image.fromarray(arr, "RGB").save(tmp, format="PNG"))
+
+
+def _write_text(path: PathArg, text: str) -> Path:
+    target = Path(path)
+    _atomic_write(target, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""))
+    return target
+
+
+def results_to_json(
+    results: Sequence[EvalResult],
+    *,
+    per_image: bool = True,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """A JSON list with one object per result (:meth:`EvalResult.to_dict`), ``extra`` keys
+    (e.g. the model) added to each."""
+    rows = [dict(extra or {}) | r.to_dict(per_image=per_image) for r in results]
+    return json.dumps(rows, indent=2, allow_nan=False) + "\n"
+
+
+CSV_COLUMNS = ("dataset", "scale", "psnr", "ssim", "images", "skipped", "seconds_per_image")
+
+
+def results_to_csv(results: Sequence[EvalResult]) -> str:
+    """CSV with a header and one row per result: :data:`CSV_COLUMNS` (``skipped`` is the
+    number of skipped images; empty cells for NaN)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in results:
+        values = [r.psnr, r.ssim, r.seconds_per_image]
+        p, q, t = ("" if not math.isfinite(v) else repr(v) for v in values)
+        writer.writerow([r.dataset, r.scale, p, q, r.images, len(r.skipped), t])
+    return buffer.getvalue()
+
+
+def write_json(
+    results: Sequence[EvalResult],
+    path: PathArg,
+    *,
+    per_image: bool = True,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write :func:`results_to_json` to ``path`` atomically."""
+    return _write_text(path, results_to_json(results, per_image=per_image, extra=extra))
+
+
+def write_csv(results: Sequence[EvalResult], path: PathArg) -> Path:
+    """Write :func:`results_to_csv` to ``path`` atomically."""
+    return _write_text(path, results_to_csv(results))
+
+
+# --- the table -------------------------------------------------------------------------------
+
+
+def _seconds(t: float) -> str:
+    if not math.isfinite(t):
+        return "–"
+    if t >= 100:
+        return f"{t:.0f} s"
+    if t >= 1:
+        return f"{t:.2f} s"
+    return f"{t:.3f} s"
+
+
+def _metrics(r: EvalResult) -> str:
+    if r.images == 0:
+        return "–"
+    return f"{r.psnr:.4f} / {r.ssim:.5f}"
+
+
+def format_table(results: Sequence[EvalResult], *, layout: Literal["grid", "rows"] = "grid") -> str:
+    """Markdown table of the results.
+
+    ``layout="grid"`` (default) is the papers' layout: one row per scale (``×2``, ...), one
+    column per dataset, cells ``PSNR / SSIM (seconds per image)`` with PSNR to 4 decimals and
+    SSIM to 5, as in numbers.md. ``layout="rows"``: one row per dataset and scale with
+    columns dataset, scale, PSNR, SSIM, images, skipped, s/image. Either way a line after
+    the table lists skipped images, if any.
+    """
+    lines: list[str] = []
+    if layout == "grid":
+        datasets = list(dict.fromkeys(r.dataset for r in results))
+        scales = list(dict.fromkeys(r.scale for r in results))
+        cell = {(r.dataset, r.scale): r for r in results}
+        lines.append("| scale | " + " | ".join(datasets) + " |")
+        lines.append("|---|" + "---|" * len(datasets))
+        for s in scales:
+            cells = []
+            for d in datasets:
+                r = cell.get((d, s))
+                if r is None:
+                    cells.append("")
+                else:
+                    cells.append(f"{_metrics(r)} ({_seconds(r.seconds_per_image)})")
+            lines.append(f"| ×{s} | " + " | ".join(cells) + " |")
+        lines.append("")
+        lines.append(
+            "PSNR (dB) / SSIM on Y, scale pixels cropped at each border (seconds per image)."
+        )
+    elif layout == "rows":
+        lines.append("| dataset | scale | PSNR (dB) | SSIM | images | skipped | s/image |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for r in results:
+            p = f"{r.psnr:.4f}" if r.images else "–"
+            q = f"{r.ssim:.5f}" if r.images else "–"
+            lines.append(
+                f"| {r.dataset} | ×{r.scale} | {p} | {q} | {r.images} | {len(r.skipped)} "
+                f"| {_seconds(r.seconds_per_image)} |"
+            )
+    else:
+        raise ValueError(f"layout must be 'grid' or 'rows', got {layout!r}")
+    skipped = [f"{r.dataset} ×{r.scale}: {', '.join(r.skipped)}" for r in results if r.skipped]
+    if skipped:
+        lines.append("")
+        lines.append("Skipped (unreadable): " + "; ".join(skipped) + ".")
+    return "\n".join(lines) + "\n"
