@@ -234,13 +234,17 @@ def run_chop(
     (``shave`` LR pixels of overlap, sizes rounded up to a multiple of ``scale``) until a
     quarter has fewer than ``min_size`` LR pixels, run each, paste the quarters' inner parts.
 
-    Reproduces the tiles (about 60x60 LR) behind the released numbers.
+    Reproduces the tiles (about 60x60 LR) behind the released numbers. An image too small to
+    be cut into overlapping quarters (under about 24 pixels a side) is run whole.
     """
     _, _, h, w = lr.shape
     h_half, w_half = h // 2, w // 2
     h_size, w_size = h_half + shave, w_half + shave
     h_size += scale - h_size % scale  # (sic: adds `scale` when already a multiple)
     w_size += scale - w_size % scale
+    if h_size > h or w_size > w:
+        # Too small to cut in overlapping quarters (the authors' code crashes here): whole.
+        return forward(lr)
     if w_size * h_size >= min_size and h_size >= h and w_size >= w:
         raise ValueError(f"chop cannot split {h}x{w} below {min_size} pixels with shave {shave}")
     pieces = [
@@ -281,6 +285,8 @@ def chop_tile_count(h: int, w: int, *, scale: int, shave: int = 10, min_size: in
     w_size = w // 2 + shave
     h_size += scale - h_size % scale
     w_size += scale - w_size % scale
+    if h_size > h or w_size > w:
+        return 1
     if w_size * h_size < min_size:
         return 4
     if h_size >= h and w_size >= w:

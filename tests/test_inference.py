@@ -1,0 +1,127 @@
+"""Tiling, the authors' chop, self-ensemble, precision and the memory model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import csnln
+from csnln.inference import (
+    Upscaler,
+    chop_tile_count,
+    estimate_memory,
+    parse_memory,
+    precision_context,
+    run_chop,
+    run_tiled,
+    self_ensemble,
+    tile_for_memory,
+    tile_starts,
+)
+
+
+def nearest(scale: int):
+    return lambda x: F.interpolate(x, scale_factor=scale, mode="nearest")
+
+
+@pytest.mark.parametrize(
+    ("length", "tile", "overlap"), [(100, 30, 8), (64, 64, 8), (65, 64, 8), (7, 3, 1)]
+)
+def test_tile_starts_cover_with_overlap(length: int, tile: int, overlap: int) -> None:
+    starts = tile_starts(length, tile, overlap)
+    assert starts[0] == 0 and starts[-1] + min(tile, length) == length
+    assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:], strict=False))
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_tiling_and_chop_are_exact_for_a_local_operator(scale: int) -> None:
+    x = torch.rand(2, 3, 53, 61)
+    whole = nearest(scale)(x)
+    assert torch.allclose(
+        run_tiled(nearest(scale), x, scale=scale, tile=16, overlap=5), whole, atol=1e-6
+    )
+    assert torch.equal(run_chop(nearest(scale), x, scale=scale, min_size=900), whole)
+
+
+def test_tiled_network_equals_whole_when_one_tile_covers_and_is_close_otherwise() -> None:
+    model = csnln.CSNLN(2, n_feats=8, depth=2).eval()
+    x = F.interpolate(torch.rand(1, 3, 8, 8), size=(40, 36), mode="bicubic").clamp(0, 1)
+    with torch.no_grad():
+        whole = model(x)
+        assert torch.equal(run_tiled(model, x, scale=2, tile=40, overlap=8), whole)
+        tiled = run_tiled(model, x, scale=2, tile=24, overlap=12)
+    assert (tiled - whole).abs().mean() < 0.01
+
+
+def test_chop_calls_the_model_as_often_as_counted() -> None:
+    calls = []
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        calls.append(tuple(x.shape[-2:]))
+        return nearest(2)(x)
+
+    x = torch.rand(1, 3, 130, 90)
+    run_chop(forward, x, scale=2)
+    assert len(calls) == chop_tile_count(130, 90, scale=2)
+    assert all(h * w < 3600 and h % 2 == 0 and w % 2 == 0 for h, w in calls)
+    assert run_chop(forward, torch.rand(1, 3, 20, 20), scale=2).shape == (1, 3, 40, 40)
+
+
+def test_self_ensemble_inverts_every_transform() -> None:
+    x = torch.rand(1, 3, 9, 13)
+    assert torch.allclose(self_ensemble(nearest(3), x), nearest(3)(x))
+    seen = []
+
+    def forward(t: torch.Tensor) -> torch.Tensor:
+        seen.append(t.clone())
+        return nearest(2)(t)
+
+    self_ensemble(forward, x)
+    assert len(seen) == 8
+    assert len({tuple(t.flatten()[:20].tolist()) for t in seen}) == 8  # 8 different inputs
+
+
+def test_upscaler_options() -> None:
+    model = csnln.CSNLN(2, n_feats=4, depth=1)
+    x = torch.rand(1, 3, 30, 30)
+    whole = Upscaler(model, tile=None)(x)
+    counted = []
+    tiled = Upscaler(model, tile=16, tile_overlap=4)(x, on_tile=lambda: counted.append(1))
+    assert tiled.shape == whole.shape == (1, 3, 60, 60)
+    assert len(counted) == Upscaler(model, tile=16, tile_overlap=4).tiles_per_image(30, 30) == 9
+    ensemble = Upscaler(model, tile=None, self_ensemble=True)
+    assert ensemble.tiles_per_image(30, 30) == 8
+    assert Upscaler(model, chop=True)(x).shape == whole.shape
+    bf16 = Upscaler(model, tile=None, precision="bf16")(x)
+    assert bf16.dtype == torch.float32 and (bf16 - whole).abs().max() < 0.05
+    with pytest.raises(ValueError, match="fp16 is for GPUs"):
+        precision_context("fp16", torch.device("cpu"))
+    with pytest.raises(ValueError, match="precision"):
+        Upscaler(model, precision="int8")
+    with pytest.raises(ValueError, match="tile"):
+        Upscaler(model, tile=1)
+
+
+def test_auto_plan_whole_when_small_tiles_when_large_on_cpu() -> None:
+    upscaler = Upscaler(csnln.CSNLN(2, n_feats=8, depth=1), max_memory="8GB")
+    assert upscaler.plan(64, 64).tile is None
+    assert upscaler.plan(512, 384).tile is not None
+    small_budget = Upscaler(csnln.CSNLN(2), max_memory="300MB", tile=None)
+    assert small_budget.plan(64, 64).tile is None  # an explicit choice is respected
+
+
+def test_memory_model() -> None:
+    model = csnln.CSNLN(4)
+    assert estimate_memory(model, 64, 64) < estimate_memory(model, 128, 128)
+    tile = tile_for_memory(model, parse_memory("2GB"))
+    assert (
+        estimate_memory(model, tile, tile)
+        <= parse_memory("2GB")
+        < estimate_memory(model, tile + 1, tile + 1)
+    )
+    with pytest.raises(MemoryError, match="GB"):
+        tile_for_memory(model, parse_memory("100MB"))
+    assert parse_memory("4GB") == 4 * 2**30 and parse_memory("512 MB") == 512 * 2**20
+    with pytest.raises(ValueError, match="4 parsecs"):
+        parse_memory("4 parsecs")
