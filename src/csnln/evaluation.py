@@ -40,9 +40,7 @@ import csv
 import io
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -58,6 +56,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .data.imresize import imresize, modcrop
+from .files import atomic_write
 from .inference import DEFAULT_OVERLAP, Upscaler
 from .metrics import psnr, ssim
 from .zoo import Bicubic, load_model
@@ -615,27 +614,14 @@ def _evaluate_one(
 # --- writing ---------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _save_png(img: torch.Tensor, path: Path) -> None:
     arr = img.permute(1, 2, 0).contiguous().numpy()
-    _atomic_write(path, lambda tmp: Image.fromarray(arr, "RGB").save(tmp, format="PNG"))
+    atomic_write(path, lambda tmp: Image.fromarray(arr, "RGB").save(tmp, format="PNG"))
 
 
 def _write_text(path: PathArg, text: str) -> Path:
     target = Path(path)
-    _atomic_write(target, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""))
+    atomic_write(target, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""))
     return target
 
 

@@ -11,10 +11,8 @@ end of this module. 16-bit greyscale PNG and TIFF go through Pillow ("I;16").
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
-import secrets
 import struct
 import warnings
 import zlib
@@ -26,6 +24,8 @@ from typing import BinaryIO, TypeAlias
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError, features
+
+from .files import atomic_write
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
@@ -501,27 +501,16 @@ def write_image(
 
 
 def _atomic_write(path: Path, save: Callable[[BinaryIO], None], overwrite: bool) -> None:
-    """Write via ``.<name>.<random>.tmp`` in the same folder, then os.replace onto ``path``."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            fd = os.open(tmp, flags, 0o666)  # honours the umask, unlike mkstemp's 0o600
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(fd, "wb") as stream:
+    """Write through ``save(stream)`` atomically (see :func:`csnln.files.atomic_write`)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as stream:
             save(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        if not overwrite and (path.exists() or path.is_symlink()):
-            raise FileExistsError(f"output file already exists: {path} (pass overwrite)")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+
+    try:
+        atomic_write(path, write, overwrite=overwrite)
+    except FileExistsError as exc:
+        raise FileExistsError(f"output file already exists: {path} (pass overwrite)") from exc
 
 
 # --------------------------------------------------------------------------------------------
