@@ -8,6 +8,7 @@ from .models import (
     load_official,
     save_checkpoint,
 )
+from .upscaling import upscale
 
 __version__ = "0.1.0"
 
@@ -18,4 +19,5 @@ __all__ = [
     "load_checkpoint",
     "load_official",
     "save_checkpoint",
+    "upscale",
 ]

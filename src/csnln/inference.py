@@ -224,7 +224,7 @@ def run_tiled(
             if on_tile:
                 on_tile()
     assert out is not None and weight is not None
-    return out / weight
+    return out.div_(weight)
 
 
 def run_chop(

@@ -1,0 +1,364 @@
+"""Make images larger and sharper with CSNLN (or bicubic, for comparison).
+
+INPUT is any mix of image files, folders (their images, not recursive) and globs. Each result
+is written as <stem>_x<s>.<ext> beside its input, or in the folder given with -o, in the
+input's format: PNG (8/16-bit), JPEG, WebP, TIFF, BMP; greyscale stays greyscale, an alpha
+channel is upscaled with bicubic and kept, the EXIF orientation is applied and the ICC colour
+profile and EXIF are carried over. Results of an earlier run (<stem>_x<s>.*, *_compare.png)
+found in a folder or glob beside their source are skipped.
+
+Large images are cut into overlapping tiles blended without seams; by default the whole image
+is run at once when it fits the memory (and, on a CPU, the compute) budget. Outputs are
+written atomically (a temporary file, then a rename) and never replace an existing file
+without --overwrite; all outputs are checked before anything is computed.
+
+Exit status: 0 when every image was written; 1 when some could not be (each is named on one
+line: unreadable, too large for the memory budget, output exists); 2 for bad arguments (no
+inputs, unusable model or option); 130 when interrupted with Ctrl-C.
+
+Examples:
+  csnln upscale photo.jpg --scale 2 --model model_x2.pt
+  csnln upscale photos/ 'scans/*.tif' --scale 4 --model model_x4.pt -o big/ --precision bf16
+  csnln upscale photo.png --scale 2 --model bicubic --compare
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from ..imageio import SUPPORTED_EXTENSIONS, ImageReadError, check_writable, expand_inputs
+from ..inference import DEFAULT_OVERLAP, PRECISIONS, precision_context, resolve_device
+from ..models.network import MIN_INPUT_SIZE
+from ..models.official import CheckpointError
+from ..upscaling import (
+    NoBundledModelError,
+    comparison_path,
+    default_output_path,
+    is_earlier_output,
+    model_label,
+    resolve_model,
+    upscale_file,
+)
+
+SCALES = (2, 3, 4)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``csnln upscale``."""
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="image files, folders (their images) or globs such as 'photos/*.jpg'",
+    )
+    parser.add_argument(
+        "--scale",
+        type=int,
+        choices=SCALES,
+        help="upscaling factor (default: the checkpoint's scale when --model is a file, else 4)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="folder for the results (created if missing; default: beside each input), or, "
+        "with a single input, the output file itself (its extension picks the format)",
+    )
+    parser.add_argument(
+        "--model",
+        metavar="MODEL",
+        help="'bicubic', a bundled model name, a project checkpoint (.safetensors) or an "
+        "authors' checkpoint (model_x2.pt etc.), as in `csnln eval` (default: the bundled "
+        "model for the scale, when installed)",
+    )
+    memory = parser.add_mutually_exclusive_group()
+    memory.add_argument(
+        "--tile",
+        type=int,
+        metavar="N",
+        help="run the model on overlapping N x N LR tiles (0: always the whole image; "
+        "default: the whole image when it fits, else the largest tile that does)",
+    )
+    memory.add_argument(
+        "--max-memory",
+        metavar="SIZE",
+        help="memory budget, e.g. 4GB or 512MB: the tile size is chosen from a measured model "
+        "of memory per pixel, and an image that cannot fit even tiled is refused with the "
+        "numbers (default: the free memory of the device)",
+    )
+    parser.add_argument(
+        "--tile-overlap",
+        type=int,
+        default=DEFAULT_OVERLAP,
+        metavar="M",
+        help=f"overlap of neighbouring tiles in LR pixels, cross-faded (default {DEFAULT_OVERLAP})",
+    )
+    parser.add_argument(
+        "--self-ensemble",
+        action="store_true",
+        help="average the outputs of the 8 flips/transposes of each image (x8 slower, "
+        "slightly sharper)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="arithmetic of the model: fp32 (default), bf16 (faster on recent CPUs and GPUs, "
+        "visually identical) or fp16 (GPU only)",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        metavar="{auto,cpu,cuda}",
+        help="where to run: auto (default: CUDA if available, else CPU), cpu or cuda[:N]",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="CPU threads for the model (torch.set_num_threads; default: PyTorch's choice)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing output files (default: an existing output is an error and "
+        "that image is skipped)",
+    )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="also write <stem>_x<s>_compare.png: bicubic | model side by side, with a 4x zoom "
+        "of the most detailed region below each",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bars (images, tiles) on stderr"
+    )
+
+
+def _error(message: object) -> None:
+    tqdm.write(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    tqdm.write(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+class _TileProgress:
+    """The inner progress bar: the tiles (model calls) of the current image, when several."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self.name = ""
+        self.bar: tqdm | None = None
+
+    def start(self, calls: int) -> None:
+        if self.enabled and calls > 1:
+            self.bar = tqdm(total=calls, unit="tile", leave=False, desc=self.name, position=1)
+
+    def update(self) -> None:
+        if self.bar is not None:
+            self.bar.update()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _gather_inputs(patterns: list[str]) -> tuple[list[Path], int]:
+    """Expanded inputs (earlier results in folders/globs left out) and the number of
+    patterns that matched nothing (each reported)."""
+    found: list[Path] = []
+    seen: set[Path] = set()
+    failed = skipped = 0
+    for pattern in patterns:
+        try:
+            matches = expand_inputs([pattern])
+        except FileNotFoundError as exc:
+            _error(exc)
+            failed += 1
+            continue
+        if not Path(pattern).is_file():  # a folder or a glob: leave earlier results out
+            stems = {p.stem for p in matches}
+            kept = [p for p in matches if not is_earlier_output(p, stems)]
+            skipped += len(matches) - len(kept)
+            matches = kept
+        for path in matches:
+            key = path.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append(path)
+    if skipped:
+        tqdm.write(
+            f"note: skipped {skipped} earlier result(s) (<stem>_x<s>.*, *_compare.png)",
+            file=sys.stderr,
+        )
+    return found, failed
+
+
+def _output_target(output: str | None, count: int) -> tuple[Path | None, Path | None]:
+    """(folder, file) from -o: a file when it has an image extension and is not a folder."""
+    if output is None:
+        return None, None
+    path = Path(output)
+    if path.suffix.lower() in SUPPORTED_EXTENSIONS and not path.is_dir():
+        if count != 1:
+            raise ValueError(
+                f"-o {output} names a file, but there are {count} inputs: give a folder"
+            )
+        return None, path
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"-o {output} exists and is not a folder")
+    return path, None
+
+
+def _scale_for(args: argparse.Namespace) -> int | None:
+    """--scale, else None for a checkpoint file (its own scale), else 4."""
+    if args.scale is not None:
+        return int(args.scale)
+    if args.model is not None and args.model != "bicubic" and Path(args.model).is_file():
+        return None
+    return 4
+
+
+def run(args: argparse.Namespace) -> int:
+    """Upscale every input; returns the exit status (see the module docstring)."""
+    if args.threads is not None:
+        if args.threads < 1:
+            _error(f"--threads must be at least 1, got {args.threads}")
+            return 2
+        torch.set_num_threads(args.threads)
+    if args.tile is not None and (args.tile < 0 or 0 < args.tile < MIN_INPUT_SIZE):
+        _error(
+            f"--tile must be 0 (whole image) or at least {MIN_INPUT_SIZE} LR pixels, "
+            f"got {args.tile}"
+        )
+        return 2
+    if args.tile_overlap < 0:
+        _error(f"--tile-overlap must be >= 0, got {args.tile_overlap}")
+        return 2
+
+    inputs, failed = _gather_inputs(args.inputs)
+    if not inputs:
+        _error("no input images")
+        return 2
+
+    scale = _scale_for(args)
+    try:
+        device = resolve_device(args.device)
+        precision_context(args.precision, device)  # fp16 on a CPU: refused here
+        model = resolve_model(args.model, scale, device)
+        folder, single = _output_target(args.output, len(inputs))
+    except NoBundledModelError as exc:
+        _error(
+            f"no bundled weights are installed for x{exc.scale}; pass --model bicubic or a "
+            f"checkpoint (.safetensors, or the authors' model_x{exc.scale}.pt)"
+        )
+        return 2
+    except (CheckpointError, ValueError, OSError) as exc:
+        _error(exc)
+        return 2
+    scale = int(model.scale)
+    label = model_label(args.model, scale)
+    tile: int | str | None = "auto" if args.tile is None else (args.tile or None)
+    if folder is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _error(f"cannot create the output folder {folder}: {exc}")
+            return 2
+
+    # Check every output before computing anything.
+    jobs: list[tuple[Path, Path, Path | None]] = []
+    claimed: dict[Path, Path] = {}
+    for source in inputs:
+        out = single if single is not None else default_output_path(source, scale, folder)
+        compare = comparison_path(out) if args.compare else None
+        targets = [out] if compare is None else [out, compare]
+        clash = next((claimed[t.resolve()] for t in targets if t.resolve() in claimed), None)
+        if clash is not None:
+            _error(f"{source}: its output {out} would also be written for {clash}; skipped")
+            failed += 1
+            continue
+        try:
+            for target in targets:
+                check_writable(target, args.overwrite)
+        except FileExistsError:
+            _error(f"{source}: {target} already exists (pass --overwrite to replace it)")
+            failed += 1
+            continue
+        except (ValueError, OSError) as exc:
+            _error(f"{source}: {exc}")
+            failed += 1
+            continue
+        for target in targets:
+            claimed[target.resolve()] = source
+        jobs.append((source, out, compare))
+
+    done = 0
+    images = tqdm(total=len(jobs), unit="image", disable=args.no_progress or len(jobs) < 2)
+    tiles = _TileProgress(enabled=not args.no_progress)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = _show_warning
+            for source, out, compare in jobs:
+                images.set_postfix_str(source.name, refresh=False)
+                tiles.name = source.name
+                try:
+                    upscale_file(
+                        source,
+                        out,
+                        scale,
+                        model,
+                        tile=tile,  # type: ignore[arg-type]
+                        tile_overlap=args.tile_overlap,
+                        max_memory=args.max_memory,
+                        self_ensemble=args.self_ensemble,
+                        precision=args.precision,
+                        device=device,
+                        overwrite=args.overwrite,
+                        compare_path=compare,
+                        label=label,
+                        on_start=tiles.start,
+                        on_tile=tiles.update,
+                    )
+                except (ImageReadError, FileNotFoundError) as exc:
+                    _error(exc)
+                    failed += 1
+                except FileExistsError:
+                    _error(f"{source}: {out} already exists (pass --overwrite to replace it)")
+                    failed += 1
+                except torch.OutOfMemoryError as exc:
+                    _error(f"{source}: out of memory ({exc}); use --max-memory or a smaller --tile")
+                    failed += 1
+                except (MemoryError, ValueError, OSError, RuntimeError) as exc:
+                    _error(f"{source}: {exc}")
+                    failed += 1
+                else:
+                    done += 1
+                    written = f"{source} -> {out}" + (f" (+ {compare.name})" if compare else "")
+                    tqdm.write(written, file=sys.stdout)
+                finally:
+                    tiles.close()
+                    images.update()
+    except KeyboardInterrupt:
+        tiles.close()
+        images.close()
+        print(
+            f"interrupted: {done} of {len(jobs)} image(s) done; no partial output was left",
+            file=sys.stderr,
+        )
+        return 130
+    images.close()
+    if failed:
+        print(f"{failed} failure(s); {done} of {len(inputs)} image(s) written", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,737 @@
+"""Upscaling images with a super-resolution model: the Python API behind ``csnln upscale``.
+
+    >>> from PIL import Image
+    >>> import csnln
+    >>> big = csnln.upscale(Image.open("photo.jpg"), scale=2, model="model_x2.pt")
+
+:func:`upscale` takes a PIL image, a numpy array or a torch tensor and returns the same kind;
+:func:`upscale_file` reads a file and writes the result the way the source was stored (format,
+8/16 bits, greyscale, alpha, ICC profile, EXIF; orientation applied).
+
+How an image is processed:
+
+* the network sees RGB in ``[0, 1]``; a greyscale image is repeated to RGB and the result is
+  returned/written greyscale (the mean of the output's channels);
+* an alpha channel is upscaled with MATLAB-exact bicubic (:func:`csnln.data.imresize.imresize`),
+  clamped to ``[0, 1]`` and re-attached;
+* large images are cut into overlapping tiles blended without seams
+  (:class:`csnln.inference.Upscaler`); with ``tile="auto"`` the whole image is run at once
+  whenever it fits the memory budget (and, on a CPU, the compute budget);
+* memory: the budget is ``max_memory`` when given, else the free memory of the device. The
+  output canvas and blending buffers are set aside first and the tile size is chosen from
+  what is left (:func:`plan_upscale`). An image that cannot fit even with the smallest tile is
+  refused before any computation with a :class:`MemoryBudgetError` giving the numbers.
+
+Models (``model=``): a loaded ``nn.Module`` with a ``scale`` attribute, a name or path
+understood by :func:`csnln.zoo.load_model` (``"bicubic"``, a bundled name, a ``.safetensors``
+project checkpoint, an authors' ``model_x{s}.pt``), or ``None`` for the bundled default model of
+the scale. Loaded models are cached per process, keyed by (spec, file stamp, scale, device);
+:func:`clear_model_cache` releases them.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+from torch import nn
+
+from .data.imresize import imresize
+from .imageio import (
+    LoadedImage,
+    check_writable,
+    image_from_array,
+    image_from_pil,
+    read_image,
+    to_array,
+    to_pil,
+    write_image,
+)
+from .inference import (
+    DEFAULT_OVERLAP,
+    Upscaler,
+    available_memory,
+    estimate_memory,
+    parse_memory,
+    precision_context,
+    resolve_device,
+)
+from .models.network import CSNLN, MIN_INPUT_SIZE
+from .zoo import BUNDLED, bundled_models, load_model
+
+__all__ = [
+    "ImageLike",
+    "MemoryBudgetError",
+    "ModelSpec",
+    "NoBundledModelError",
+    "UpscalePlan",
+    "clear_model_cache",
+    "comparison_path",
+    "default_model_name",
+    "default_output_path",
+    "is_earlier_output",
+    "make_comparison",
+    "model_label",
+    "plan_upscale",
+    "resolve_model",
+    "upscale",
+    "upscale_file",
+    "write_comparison",
+]
+
+ImageLike = TypeVar("ImageLike", Image.Image, np.ndarray, torch.Tensor)
+ModelSpec = nn.Module | str | os.PathLike[str] | None
+Tile = int | Literal["auto"] | None
+PathArg = str | os.PathLike[str]
+
+
+class NoBundledModelError(LookupError):
+    """``model=None`` was asked for, but no bundled weights are installed for the scale."""
+
+    def __init__(self, scale: int) -> None:
+        self.scale = scale
+        super().__init__(
+            f"no bundled weights are installed for x{scale}: pass model='bicubic' "
+            f"(--model bicubic) or a checkpoint (.safetensors, or the authors' model_x{scale}.pt)"
+        )
+
+
+class MemoryBudgetError(MemoryError):
+    """An image that cannot be upscaled within the memory budget, even with the smallest tile.
+
+    ``needed`` is the estimated peak in bytes (output canvas and buffers + the model on one
+    tile), ``budget`` the bytes available; the message gives both on one line.
+    """
+
+    def __init__(self, message: str, *, needed: int, budget: int) -> None:
+        self.needed = needed
+        self.budget = budget
+        super().__init__(message)
+
+
+# --------------------------------------------------------------------------------------------
+# models
+# --------------------------------------------------------------------------------------------
+
+
+def default_model_name(scale: int) -> str:
+    """The bundled model used when none is given: the first name in :data:`csnln.zoo.BUNDLED`
+    whose ``x{scale}`` weights are installed. Raises :class:`NoBundledModelError`."""
+    installed = bundled_models()
+    for name in BUNDLED:
+        if scale in installed.get(name, {}):
+            return name
+    raise NoBundledModelError(scale)
+
+
+def model_label(model: ModelSpec, scale: int | None = None) -> str:
+    """A short name for ``model`` (for captions): ``bicubic``, the bundled name, the
+    checkpoint's file stem, or the module's class name."""
+    if isinstance(model, nn.Module):
+        return "bicubic" if type(model).__name__ == "Bicubic" else type(model).__name__.lower()
+    if model is None:
+        try:
+            return default_model_name(scale if scale is not None else 4)
+        except NoBundledModelError:
+            return "csnln"
+    text = os.fspath(model)
+    return text if text == "bicubic" or text in BUNDLED else Path(text).stem
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(
+    spec: str, stamp: tuple[int, int] | None, scale: int | None, device: str
+) -> nn.Module:
+    del stamp  # part of the cache key only: a rewritten checkpoint file is loaded again
+    return load_model(spec, scale).to(device).eval()
+
+
+def clear_model_cache() -> None:
+    """Forget the models loaded by :func:`resolve_model` (frees their memory)."""
+    _load_cached.cache_clear()
+
+
+def resolve_model(
+    model: ModelSpec, scale: int | None = 4, device: str | torch.device = "auto"
+) -> nn.Module:
+    """The model to run, on ``device``, in eval mode.
+
+    ``model``: an ``nn.Module`` (its ``scale`` must equal ``scale``; used as it is), a name or
+    path for :func:`csnln.zoo.load_model`, or ``None`` for the bundled default of ``scale``
+    (:class:`NoBundledModelError` when none is installed). ``scale=None`` takes the scale of a
+    checkpoint file. Loaded models are cached (see :func:`clear_model_cache`).
+    """
+    dev = resolve_device(device)
+    if isinstance(model, nn.Module):
+        own = getattr(model, "scale", None)
+        if own is None:
+            raise ValueError("the model has no `scale` attribute: cannot tell its upscaling factor")
+        if scale is not None and int(own) != scale:
+            raise ValueError(f"the model upscales x{own}, but scale={scale} was asked for")
+        return model.to(dev).eval()
+    if model is None:
+        if scale is None:
+            raise ValueError("model=None (the bundled default) needs a scale")
+        spec = default_model_name(scale)
+    else:
+        spec = os.fspath(model)
+    stamp = None
+    path = Path(spec)
+    if spec != "bicubic" and spec not in BUNDLED and path.is_file():
+        info = path.stat()
+        spec, stamp = str(path.resolve()), (info.st_mtime_ns, info.st_size)
+    return _load_cached(spec, stamp, scale, str(dev))
+
+
+# --------------------------------------------------------------------------------------------
+# memory and tiling
+# --------------------------------------------------------------------------------------------
+
+_FLOAT = 4  # bytes per float32
+
+
+@dataclass
+class UpscalePlan:
+    """How one image (or batch) will be run.
+
+    ``upscaler``: the configured :class:`~csnln.inference.Upscaler`; ``tile``: the LR tile
+    size, None when the image runs whole; ``overlap``: the tiles' overlap in LR pixels;
+    ``calls``: model calls (tiles, x8 with self-ensemble); ``needed``: estimated peak bytes;
+    ``budget``: the bytes available.
+    """
+
+    upscaler: Upscaler
+    tile: int | None
+    overlap: int
+    calls: int
+    needed: int
+    budget: int
+
+
+def _gb(n: float) -> str:
+    """Bytes for people: 1.50 GB, 286 MB, 12 KB."""
+    if abs(n) >= 2**30:
+        return f"{n / 2**30:.2f} GB"
+    return f"{n / 2**20:.0f} MB" if abs(n) >= 2**20 else f"{max(n, 0) / 2**10:.0f} KB"
+
+
+def _canvas_bytes(
+    scale: int, h: int, w: int, batch: int, *, tiled: bool, alpha: bool, ensemble: bool
+) -> int:
+    """Bytes of the full-size buffers beside the model: the result and its conversion, the
+    blending sum and weights when tiled, the running sum of the self-ensemble, the alpha."""
+    floats = 3 * batch  # converting/clamping the result
+    if tiled:
+        floats += 6 * batch + 1  # weighted sum and its normalised copy, plus the weights
+    if ensemble:
+        floats += 6 * batch  # running sum + one un-transformed output
+    if alpha:
+        floats += 2 * batch  # resized alpha and its intermediate
+    return scale * scale * h * w * floats * _FLOAT
+
+
+def _forward_bytes(model: nn.Module, h: int, w: int, batch: int, precision: str) -> int:
+    """Estimated peak of one model call on an ``h x w`` LR piece (batch ``batch``)."""
+    if isinstance(model, CSNLN):
+        return estimate_memory(model, h * batch, w, precision=precision)
+    scale = int(model.scale)  # e.g. bicubic: its output and one intermediate
+    return 2 * 3 * batch * scale * scale * h * w * _FLOAT
+
+
+def plan_upscale(
+    model: nn.Module,
+    h: int,
+    w: int,
+    *,
+    batch: int = 1,
+    alpha: bool = False,
+    tile: Tile = "auto",
+    tile_overlap: int = DEFAULT_OVERLAP,
+    max_memory: int | str | None = None,
+    self_ensemble: bool = False,
+    precision: str = "fp32",
+    device: str | torch.device = "auto",
+) -> UpscalePlan:
+    """Choose how to run ``model`` on an ``h x w`` LR image within the memory budget.
+
+    The budget is ``max_memory`` (bytes or e.g. ``"4GB"``) or, when not given, the free
+    memory of the device. Full-size buffers (output, blending, alpha) are set aside first; the
+    tile (``tile="auto"``, or an explicit tile when ``max_memory`` is given) is then the
+    largest whose estimated model memory fits what is left, the whole image when it fits.
+    ``tile=None`` or ``0`` runs the whole image; an int is a fixed LR tile size.
+
+    Raises :class:`MemoryBudgetError` (with the numbers) when even the smallest tile cannot
+    fit, and ``ValueError`` for bad options.
+    """
+    if tile == 0:
+        tile = None
+    dev = resolve_device(device)
+    precision_context(precision, dev)  # validates the precision for the device
+    explicit = None if max_memory is None else parse_memory(max_memory)
+    total = explicit if explicit is not None else available_memory(dev)
+    # The model's share: the whole budget when explicit, else half the free memory (as
+    # Upscaler does by default); None when a fixed tile is asked for without a budget.
+    share = explicit if explicit is not None else (total // 2 if tile == "auto" else None)
+    scale = int(model.scale)
+
+    def canvas(tiled: bool) -> int:
+        return _canvas_bytes(scale, h, w, batch, tiled=tiled, alpha=alpha, ensemble=self_ensemble)
+
+    def make(budget: int | None) -> Upscaler:
+        return Upscaler(
+            model,
+            tile=tile,
+            tile_overlap=tile_overlap,
+            self_ensemble=self_ensemble,
+            precision=precision,
+            device=dev,
+            max_memory=budget,
+        )
+
+    def refuse(reserved: int, piece: tuple[int, int] | None = None) -> MemoryBudgetError:
+        """The error for ``reserved`` bytes of buffers + the model on ``piece`` (default:
+        the smallest tile)."""
+        smallest = piece is None
+        piece = piece or (min(MIN_INPUT_SIZE, h), min(MIN_INPUT_SIZE, w))
+        model_bytes = _forward_bytes(model, *piece, batch, precision)
+        needed = reserved + model_bytes
+        if explicit is not None:
+            where, hint = "--max-memory / max_memory", ""
+        else:
+            where = "the free memory"
+            hint = "" if smallest else "; use tiling (--tile N or --max-memory) or a smaller tile"
+        on = (
+            "the smallest tile"
+            if smallest
+            else "the whole image"
+            if piece == (h, w)
+            else f"{piece[1]}x{piece[0]} tiles"
+        )
+        return MemoryBudgetError(
+            f"{w}x{h} at x{scale} needs about {_gb(needed)} ({_gb(reserved)} for the "
+            f"{scale * w}x{scale * h} output and its buffers + {_gb(model_bytes)} for the model "
+            f"on {on}), more than the {_gb(total)} memory budget ({where}){hint}",
+            needed=needed,
+            budget=total,
+        )
+
+    def planned(reserved: int) -> Upscaler:
+        if share is None:
+            return make(None)
+        budget = min(share, total - reserved)
+        # Not even the smallest tile fits: the image would have to be tiled, so the numbers
+        # are those of tiling (output + blending buffers + the smallest tile).
+        if budget <= 0:
+            raise refuse(canvas(True))
+        upscaler = make(budget)
+        try:
+            upscaler.plan(h, w)
+        except MemoryError:
+            raise refuse(canvas(True)) from None
+        return upscaler
+
+    upscaler = planned(canvas(False))
+    tiles = upscaler.plan(h, w).tiles(h, w, scale)
+    if tiles > 1:
+        upscaler = planned(canvas(True))
+        tiles = upscaler.plan(h, w).tiles(h, w, scale)
+    plan = upscaler.plan(h, w)
+    piece = (h, w) if tiles == 1 or plan.tile is None else (min(plan.tile, h), min(plan.tile, w))
+    reserved = canvas(tiles > 1)
+    needed = reserved + _forward_bytes(model, *piece, batch, precision)
+    if needed > total:
+        raise refuse(reserved, piece)
+    calls = tiles * (8 if self_ensemble else 1)
+    tiled = tiles > 1
+    return UpscalePlan(
+        upscaler, plan.tile if tiled else None, plan.overlap if tiled else 0, calls, needed, total
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# running
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Options:
+    tile: Tile = "auto"
+    tile_overlap: int = DEFAULT_OVERLAP
+    max_memory: int | str | None = None
+    self_ensemble: bool = False
+    precision: str = "fp32"
+    device: str | torch.device = "auto"
+
+
+def _run(
+    model: nn.Module,
+    rgb: torch.Tensor,
+    alpha: torch.Tensor | None,
+    options: _Options,
+    *,
+    on_start: Callable[[int], None] | None = None,
+    on_tile: Callable[[], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``rgb`` N x 3 x h x w and ``alpha`` N x 1 x h x w in [0, 1] -> (SR, alpha), float32."""
+    n, _, h, w = rgb.shape
+    plan = plan_upscale(
+        model,
+        h,
+        w,
+        batch=n,
+        alpha=alpha is not None,
+        tile=options.tile,
+        tile_overlap=options.tile_overlap,
+        max_memory=options.max_memory,
+        self_ensemble=options.self_ensemble,
+        precision=options.precision,
+        device=options.device,
+    )
+    if on_start is not None:
+        on_start(plan.calls)
+    sr = plan.upscaler(rgb, on_tile=on_tile)
+    big_alpha = None
+    if alpha is not None:
+        big_alpha = imresize(alpha.to(torch.float32), float(plan.upscaler.scale)).clamp_(0, 1)
+    return sr, big_alpha
+
+
+def _check_scale(scale: int) -> int:
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    return scale
+
+
+def upscale(
+    image: ImageLike,
+    scale: int = 4,
+    model: ModelSpec = None,
+    *,
+    tile: Tile = "auto",
+    tile_overlap: int = DEFAULT_OVERLAP,
+    max_memory: int | str | None = None,
+    self_ensemble: bool = False,
+    precision: str = "fp32",
+    device: str | torch.device = "auto",
+) -> ImageLike:
+    """Upscale ``image`` by ``scale`` with ``model``; returns the same kind of image.
+
+    Args:
+        image: a PIL image (mode kept: L, LA, RGB, RGBA, I;16, F; palette becomes RGB/RGBA;
+            ICC profile and EXIF copied, pixels taken as they are), a numpy array ``H x W``
+            or ``H x W x C`` (C = 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA; uint8, uint16, or
+            float in [0, 1]) or a torch tensor ``H x W``, ``C x H x W`` or ``N x C x H x W``
+            (uint8 or float in [0, 1]; returned on its own device and dtype).
+        scale: the upscaling factor (2, 3 or 4 for CSNLN); a given module must have it.
+        model: an ``nn.Module``, a name or path (``"bicubic"``, a bundled name, a
+            ``.safetensors`` checkpoint, an authors' ``.pt``), or None for the bundled default.
+        tile: ``"auto"`` (whole image when it fits, else the largest tile that does), an LR
+            tile size in pixels, or None/0 for the whole image.
+        tile_overlap: overlap of neighbouring tiles, LR pixels (blended linearly).
+        max_memory: memory budget (bytes or e.g. ``"4GB"``) for choosing the tile; default:
+            the free memory of the device.
+        self_ensemble: average the 8 flips/transposes (x8 slower, slightly better).
+        precision: ``"fp32"``, ``"bf16"`` (CPU or GPU) or ``"fp16"`` (GPU only).
+        device: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda[:N]"``.
+
+    Float results are clamped to [0, 1]; integer results rounded. Greyscale in, greyscale out;
+    alpha is upscaled with bicubic. Raises :class:`MemoryBudgetError` when the image cannot
+    fit the memory budget, :class:`NoBundledModelError` for ``model=None`` without weights.
+    """
+    _check_scale(scale)
+    net = resolve_model(model, scale, device)
+    options = _Options(tile, tile_overlap, max_memory, self_ensemble, precision, device)
+    if isinstance(image, Image.Image):
+        loaded = image_from_pil(image)
+        sr, alpha = _run_loaded(net, loaded, options)
+        return to_pil(sr, image, alpha=alpha)
+    if isinstance(image, np.ndarray):
+        loaded = image_from_array(image)
+        sr, alpha = _run_loaded(net, loaded, options)
+        return to_array(sr, image, alpha=alpha)
+    if isinstance(image, torch.Tensor):
+        return _upscale_tensor(image, net, options)
+    raise TypeError(
+        f"expected a PIL image, a numpy array or a torch tensor, got {type(image).__name__}"
+    )
+
+
+def _run_loaded(
+    model: nn.Module,
+    image: LoadedImage,
+    options: _Options,
+    *,
+    on_start: Callable[[int], None] | None = None,
+    on_tile: Callable[[], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """SR (3 x sH x sW) and alpha (1 x sH x sW or None) of a loaded image, on the CPU."""
+    alpha = None if image.alpha is None else image.alpha[None]
+    sr, big_alpha = _run(model, image.rgb[None], alpha, options, on_start=on_start, on_tile=on_tile)
+    return sr[0].cpu(), None if big_alpha is None else big_alpha[0].cpu()
+
+
+def _upscale_tensor(image: torch.Tensor, model: nn.Module, options: _Options) -> torch.Tensor:
+    if image.dtype != torch.uint8 and not image.is_floating_point():
+        raise ValueError(f"unsupported tensor dtype {image.dtype} (use uint8 or a float type)")
+    dims = image.dim()
+    if dims not in (2, 3, 4):
+        raise ValueError(
+            f"expected an H x W, C x H x W or N x C x H x W tensor, got {tuple(image.shape)}"
+        )
+    x = image.detach()
+    x = x[None, None] if dims == 2 else x[None] if dims == 3 else x
+    channels = x.shape[1]
+    if channels not in (1, 2, 3, 4) or 0 in x.shape:
+        raise ValueError(f"expected 1-4 channels first (C x H x W), got shape {tuple(image.shape)}")
+    x = x.to(torch.float32)
+    x = x / 255 if image.dtype == torch.uint8 else torch.nan_to_num(x, nan=0.0).clamp(0, 1)
+    grey = channels <= 2
+    rgb = x[:, :1].repeat(1, 3, 1, 1) if grey else x[:, :3]
+    alpha = x[:, -1:] if channels in (2, 4) else None
+    sr, big_alpha = _run(model, rgb, alpha, options)
+    out = sr.mean(1, keepdim=True) if grey else sr
+    if big_alpha is not None:
+        out = torch.cat([out, big_alpha.to(out.device)], dim=1)
+    out = torch.nan_to_num(out, nan=0.0).clamp_(0, 1)
+    out = (
+        out.mul(255).round_().to(torch.uint8) if image.dtype == torch.uint8 else out.to(image.dtype)
+    )
+    out = out[0, 0] if dims == 2 else out[0] if dims == 3 else out
+    return out.to(image.device)
+
+
+# --------------------------------------------------------------------------------------------
+# files
+# --------------------------------------------------------------------------------------------
+
+_OUTPUT_NAME = re.compile(r"^(?P<stem>.+)_x(?P<scale>\d+)(?P<compare>_compare)?$")
+
+
+def default_output_path(source: PathArg, scale: int, folder: PathArg | None = None) -> Path:
+    """``<stem>_x<scale><ext>`` beside ``source``, or in ``folder`` when given."""
+    source = Path(source)
+    name = f"{source.stem}_x{scale}{source.suffix}"
+    return (Path(folder) if folder is not None else source.parent) / name
+
+
+def comparison_path(output: PathArg) -> Path:
+    """Where ``--compare`` writes for an output file: ``<output stem>_compare.png`` beside it."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}_compare.png")
+
+
+def is_earlier_output(path: PathArg, siblings: set[str]) -> bool:
+    """Whether ``path`` looks like a result of an earlier run (``<stem>_x<s>[_compare]``) whose
+    source stem is among ``siblings`` (or any ``_compare`` image)."""
+    match = _OUTPUT_NAME.match(Path(path).stem)
+    return bool(match) and (bool(match["compare"]) or match["stem"] in siblings)
+
+
+def _peek_size(path: PathArg) -> tuple[int, int] | None:
+    """(width, height) from the file header, or None if it cannot be read (read_image will
+    then report the problem)."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except Exception:  # any failure here is reported by read_image
+        return None
+
+
+def upscale_file(
+    path: PathArg,
+    out_path: PathArg,
+    scale: int = 4,
+    model: ModelSpec = None,
+    *,
+    tile: Tile = "auto",
+    tile_overlap: int = DEFAULT_OVERLAP,
+    max_memory: int | str | None = None,
+    self_ensemble: bool = False,
+    precision: str = "fp32",
+    device: str | torch.device = "auto",
+    overwrite: bool = False,
+    compare_path: PathArg | None = None,
+    label: str | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_tile: Callable[[], None] | None = None,
+) -> Path:
+    """Read ``path``, upscale it, write ``out_path`` atomically; returns ``out_path``.
+
+    The output keeps the source's greyscale/alpha, bit depth (where the format has it), ICC
+    profile and EXIF (orientation applied to the pixels and reset to 1); its format comes from
+    its extension. ``compare_path``: also write a side-by-side image (see
+    :func:`make_comparison`, captioned with ``label``). The outputs are checked for
+    writability before anything is computed; nothing is overwritten unless ``overwrite``.
+    ``on_start(calls)`` is called once the number of model calls is known, ``on_tile()`` after
+    each. Other options as in :func:`upscale`.
+
+    Raises FileNotFoundError / :class:`csnln.imageio.ImageReadError` for a missing or
+    unreadable input, FileExistsError for an existing output, :class:`MemoryBudgetError`.
+    """
+    _check_scale(scale)
+    out = check_writable(out_path, overwrite)
+    if compare_path is not None:
+        check_writable(compare_path, overwrite)
+    net = resolve_model(model, scale, device)
+    options = _Options(tile, tile_overlap, max_memory, self_ensemble, precision, device)
+    size = _peek_size(path)
+    if size is not None:  # refuse an image too large for the budget before decoding it
+        plan_upscale(
+            net,
+            size[1],
+            size[0],
+            tile=tile,
+            tile_overlap=tile_overlap,
+            max_memory=max_memory,
+            self_ensemble=self_ensemble,
+            precision=precision,
+            device=device,
+        )
+    image = read_image(path)
+    sr, alpha = _run_loaded(net, image, options, on_start=on_start, on_tile=on_tile)
+    write_image(
+        out,
+        sr,
+        alpha=alpha,
+        grey=image.grey,
+        bit_depth=image.bit_depth,
+        icc_profile=image.icc_profile,
+        exif=image.exif,
+        overwrite=overwrite,
+    )
+    if compare_path is not None:
+        write_comparison(
+            compare_path,
+            image.rgb,
+            sr,
+            grey=image.grey,
+            label=label or model_label(model, scale),
+            icc_profile=None if image.grey else image.icc_profile,
+            overwrite=overwrite,
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# side-by-side comparison
+# --------------------------------------------------------------------------------------------
+
+_MAX_VIEW = 1024  # longest side of each full view in the comparison image
+_ZOOM = 4
+_BACKGROUND = (32, 32, 32)
+_TEXT = (235, 235, 235)
+_MARK = (255, 64, 64)
+
+
+def _font(size: int = 14) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, ValueError, ImportError, OSError):  # no FreeType: the bitmap font
+        return ImageFont.load_default()
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font: object, width: int) -> str:
+    """``text``, shortened with "..." until it fits in ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:  # type: ignore[arg-type]
+        return text
+    while len(text) > 1 and draw.textlength(text + "...", font=font) > width:  # type: ignore[arg-type]
+        text = text[:-1]
+    return text.rstrip() + "..."
+
+
+def _detail_region(image: torch.Tensor, size: int) -> tuple[int, int]:
+    """Top-left (y, x) of the ``size x size`` window with the highest gradient energy."""
+    grey = image.mean(0)
+    energy = torch.zeros_like(grey)
+    energy[:, 1:] += (grey[:, 1:] - grey[:, :-1]) ** 2
+    energy[1:, :] += (grey[1:, :] - grey[:-1, :]) ** 2
+    stride = max(1, size // 4)
+    sums = F.avg_pool2d(energy[None, None], size, stride=stride)[0, 0]
+    index = int(torch.argmax(sums))
+    y, x = divmod(index, sums.shape[1])
+    return y * stride, x * stride
+
+
+def _to_pil_rgb(image: torch.Tensor) -> Image.Image:
+    arr = image.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(np.ascontiguousarray(arr), "RGB")
+
+
+def make_comparison(
+    lr: torch.Tensor, sr: torch.Tensor, *, grey: bool = False, label: str = "csnln"
+) -> Image.Image:
+    """A side-by-side RGB image: bicubic upscale of ``lr`` (left) | ``sr`` (right).
+
+    ``lr`` is 3 x h x w, ``sr`` 3 x sh x sw (floats in [0, 1]). Each column has a caption,
+    the full image (shrunk to at most 1024 pixels if larger) with a red box around the most
+    detailed region (highest gradient energy of ``sr``), and below it that region zoomed 4x
+    with nearest-neighbour pixels, so the difference is visible.
+    """
+    scale = sr.shape[-1] // lr.shape[-1]
+    bicubic = imresize(lr[None].to(torch.float32), float(scale))[0]
+    bicubic = bicubic[:, : sr.shape[-2], : sr.shape[-1]]
+    sr = sr.to(torch.float32)
+    if grey:
+        bicubic, sr = (t.mean(0, keepdim=True).expand(3, -1, -1) for t in (bicubic, sr))
+    h, w = sr.shape[-2:]
+    crop = min(64, max(8, min(h, w) // 2), h, w)
+    y0, x0 = _detail_region(sr, crop)
+    shrink = min(1.0, _MAX_VIEW / max(h, w))
+    view = (max(1, round(w * shrink)), max(1, round(h * shrink)))
+    zoomed = crop * _ZOOM
+    font = _font()
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_h = probe.textbbox((0, 0), "Ag", font=font)[3] + 6
+    gap = 8
+    col_w = max(view[0], zoomed)
+    width = 2 * col_w + 3 * gap
+    height = gap + text_h + view[1] + gap + text_h + zoomed + gap
+    canvas = Image.new("RGB", (width, height), _BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    captions = (f"bicubic x{scale}", f"{label} x{scale}")
+    for column, (image, caption) in enumerate(zip((bicubic, sr), captions, strict=True)):
+        left = gap + column * (col_w + gap)
+        full = _to_pil_rgb(image)
+        shown = full if shrink == 1.0 else full.resize(view, Image.Resampling.LANCZOS)
+        top = gap
+        draw.text((left, top), _fit(draw, caption, font, col_w), fill=_TEXT, font=font)
+        top += text_h
+        canvas.paste(shown, (left, top))
+        box = [round(v * shrink) for v in (x0, y0, x0 + crop, y0 + crop)]
+        draw.rectangle(
+            [left + box[0], top + box[1], left + box[2] - 1, top + box[3] - 1],
+            outline=_MARK,
+            width=max(1, min(2, crop // 8)),
+        )
+        top += view[1] + gap
+        zoom_caption = _fit(draw, f"{caption}: {_ZOOM}x zoom of the red box", font, col_w)
+        draw.text((left, top), zoom_caption, fill=_TEXT, font=font)
+        top += text_h
+        detail = full.crop((x0, y0, x0 + crop, y0 + crop))
+        canvas.paste(detail.resize((zoomed, zoomed), Image.Resampling.NEAREST), (left, top))
+    return canvas
+
+
+def write_comparison(
+    path: PathArg,
+    lr: torch.Tensor,
+    sr: torch.Tensor,
+    *,
+    grey: bool = False,
+    label: str = "csnln",
+    icc_profile: bytes | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write :func:`make_comparison` of ``lr`` and ``sr`` to ``path`` (atomically)."""
+    image = make_comparison(lr, sr, grey=grey, label=label)
+    pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float().div_(255)
+    return write_image(path, pixels, icc_profile=icc_profile, overwrite=overwrite)
