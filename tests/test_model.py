@@ -268,6 +268,8 @@ def test_gradient_checkpointing_gives_the_same_gradients() -> None:
         model.zero_grad()
         model.set_gradient_checkpointing(enabled)
         (model(x) - target).abs().mean().backward()
-        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+        grads.append(
+            torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        )
     assert grads[0].numel() == grads[1].numel()
     assert torch.allclose(grads[0], grads[1], atol=1e-6)

@@ -43,6 +43,13 @@ def _softmax(scores: torch.Tensor) -> torch.Tensor:
     return torch.softmax(scores, dim=-1)
 
 
+def _softmax_dim1(scores: torch.Tensor) -> torch.Tensor:
+    """Softmax over dim 1, computed in float32 even under bf16/fp16 autocast."""
+    if scores.dtype in (torch.float16, torch.bfloat16):
+        return torch.softmax(scores.float(), dim=1).to(scores.dtype)
+    return torch.softmax(scores, dim=1)
+
+
 class InScaleAttention(nn.Module):
     """Pixel-to-pixel non-local attention on the input grid (the paper's in-scale branch).
 
@@ -128,30 +135,35 @@ class CrossScaleAttention(nn.Module):
         key = F.unfold(key, p, padding=half)
         key = key / key.norm(dim=1, keepdim=True).clamp_min(self.norm_floor)
         key = key * self.temperature
-        # Values: the (u p) x (u p) region of the input grid each key patch was made from:
-        # N, C * (u p)^2, L.
-        value = F.unfold(value, u * p, stride=u, padding=pad)
+        # Values, as deconvolution kernels: for every key l, the (u p) x (u p) region of the
+        # input grid its patch was made from: N L, C, u p, u p.
+        k = u * p
+        kernels = F.unfold(value, k, stride=u, padding=pad)  # N, C k k, L
+        kernels = kernels.view(n, c, k, k, -1).permute(0, 4, 1, 2, 3).reshape(-1, c, k, k)
+        key_t = key.transpose(1, 2)  # N, L, C/2 p p
 
         # Queries, one band of rows at a time (with a halo of `half` rows for the patches).
         query = F.pad(query, (half, half, half, half))
         rows = max(
             1, queries_per_chunk(self.chunk_size, batch=n, queries=h * w, keys=key.shape[-1]) // w
         )
-        # The canvas, as (row block, row in block, column block, column in block), accumulates
-        # in at least float32, also under bf16/fp16 autocast.
-        acc_dtype = torch.promote_types(value.dtype, torch.float32)
-        canvas = x.new_zeros(n, c, h + p - 1, u, w + p - 1, u, dtype=acc_dtype)
+        bands = []
         for top in range(0, h, rows):
             bottom = min(h, top + rows)
             band = F.unfold(query[:, :, top : bottom + 2 * half], p)  # N, C/2 p p, R W
-            attn = _softmax(torch.bmm(band.transpose(1, 2), key))  # N, R W, L
-            patches = torch.bmm(value, attn.transpose(1, 2))  # N, C (p u)^2, R W
-            patches = patches.view(n, c, p, u, p, u, bottom - top, w).to(acc_dtype)
-            # Paste: block (by, bx) of query (y, x)'s patch lands on block (y + by, x + bx).
-            for by in range(p):
-                for bx in range(p):
-                    block = patches[:, :, by, :, bx].permute(0, 1, 4, 2, 5, 3)  # N C R u W u
-                    canvas[:, :, top + by : bottom + by, :, bx : bx + w] += block
-        canvas = canvas.view(n, c, u * (h + p - 1), u * (w + p - 1))
+            attn = _softmax_dim1(torch.bmm(key_t, band))  # N, L, R W: softmax over keys
+            # Paste: conv_transpose places each query's weighted sum of patches at stride u.
+            attn = attn.reshape(1, -1, bottom - top, w)
+            bands.append(F.conv_transpose2d(attn, kernels.to(attn.dtype), stride=u, groups=n))
+        if len(bands) == 1:
+            canvas = bands[0].view(n, c, *bands[0].shape[-2:])
+        else:
+            acc_dtype = torch.promote_types(bands[0].dtype, torch.float32)
+            canvas = x.new_zeros(n, c, u * h + 2 * pad, u * w + 2 * pad, dtype=acc_dtype)
+            top = 0
+            for band in bands:
+                band = band.view(n, c, *band.shape[-2:])
+                canvas[:, :, u * top : u * top + band.shape[-2]] += band
+                top += band.shape[-2] // u - 2 * half
         out = canvas[:, :, pad : pad + u * h, pad : pad + u * w] / self.overlap_divisor
         return out.to(value.dtype)

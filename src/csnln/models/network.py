@@ -151,7 +151,9 @@ class CSNLN(nn.Module):
         """
         self.gradient_checkpointing = enabled
 
-    def _step(self, x: torch.Tensor, tail_weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _step(
+        self, x: torch.Tensor, tail_weight: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One SEM step and its term of the tail conv: (x_next, conv(h, W_t))."""
         x, hr = self.cell(x)
         return x, F.conv2d(hr, tail_weight.to(hr.dtype), padding=1)
