@@ -1,0 +1,298 @@
+"""One training step at the paper's setting: seconds and peak memory, this package vs the
+released code, side by side in one run.
+
+The step is the paper's x2 setting: batch 16, LR patch 48 (HR 96), n_feats 128, depth 12,
+L1 loss, Adam; random weights and data. Rows: this package (``csnln.CSNLN``) in float32 and
+bfloat16 autocast, each with activation checkpointing off and on; and the unchunked
+reference implementation (``tests/reference.py``, the authors' computation) in float32.
+Then whether the paper's x4 setting (batch 16, LR patch 48, HR 192) fits in this machine's
+memory with bf16 + checkpointing.
+
+Every measurement runs in a fresh subprocess (peak memory = the peak resident set size of
+that process, ``getrusage``, Python and torch included; the size before the step is shown
+too) and times ONE step, first call included (oneDNN set-up, allocation, Adam state): a
+paper-size step takes minutes on 2 cores, so there is no warm-up step. Rows whose estimated
+memory exceeds what is available are not run. The reference (about 21 GB) runs last.
+
+The x4 check measures depth 1 and depth 2 and extrapolates linearly to depth 12: with
+activation checkpointing, each further SEM step only keeps its LR state and its tail term,
+so live memory is linear in depth (``--x4-depth 12`` measures the real thing instead, which
+takes about 20 minutes here). Its children run with ``MALLOC_MMAP_THRESHOLD_=131072``: with
+glibc's default (a threshold that rises as big blocks are freed) the heap fragments and the
+peak RSS keeps growing step after step although the live tensors do not (x4, batch 2,
+bf16 + checkpointing: 2.36 / 2.30 / 2.68 / 3.35 GB at depths 1-4 by default, 1.99 / 2.01 /
+2.02 GB at depths 1 / 2 / 4 with the fixed threshold), which would make the extrapolation
+meaningless. The x2 rows use the default allocator, like the released code's 21 GB.
+
+    python benchmarks/train_step.py                 # everything (an estimate is printed first)
+    python benchmarks/train_step.py --only ckpt     # fp32/bf16 with checkpointing + x4 check
+    python benchmarks/train_step.py --batch 2       # a quick, smaller probe
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+RELEASED_SECONDS, RELEASED_GB = 148.0, 21.0  # numbers.md: the released code, this machine
+TARGET_SPEEDUP, TARGET_GB = 2.5, 8.0
+MMAP_THRESHOLD = 131072  # bytes; see the x4 check
+
+#: Rough peak GB per batch element (paper x2, LR 48, depth 12) and a constant, from probes at
+#: batch 2 here; used only to decide whether a row can run in the memory available.
+MEMORY_GUESS = {
+    ("csnln", "fp32", False): (1.3, 0.4),
+    ("csnln", "fp32", True): (0.35, 0.4),
+    ("csnln", "bf16", False): (1.05, 0.4),
+    ("csnln", "bf16", True): (0.32, 0.4),
+    ("reference", "fp32", False): (1.3, 0.4),
+}
+#: Rough seconds per batch element of one x2 step on a quiet machine here (for the up-front
+#: time estimate; a loaded machine takes up to twice as long).
+TIME_GUESS = {
+    ("csnln", "fp32", False): 10.0,
+    ("csnln", "fp32", True): 13.0,
+    ("csnln", "bf16", False): 5.3,
+    ("csnln", "bf16", True): 6.5,
+    ("reference", "fp32", False): 9.25,
+}
+
+
+def available_gb() -> float:
+    with open("/proc/meminfo") as handle:
+        for line in handle:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def measure(
+    impl: str, scale: int, precision: str, ckpt: bool, batch: int, patch: int, depth: int
+) -> dict:
+    """In the child: one full training step (forward, L1, backward, Adam step)."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    if impl == "reference":
+        sys.path.insert(0, str(ROOT / "tests"))
+        from reference import ReferenceCSNLN
+
+        model = ReferenceCSNLN(scale, n_feats=128, depth=depth)
+    else:
+        from csnln import CSNLN
+
+        model = CSNLN(scale, 128, depth)
+        model.set_gradient_checkpointing(ckpt)
+    model.train()
+    optimizer = torch.optim.Adam(
+        [p for p in model.parameters() if p.requires_grad], lr=1e-4, betas=(0.9, 0.999), eps=1e-8
+    )
+    lr = torch.rand(batch, 3, patch, patch)
+    hr = torch.rand(batch, 3, scale * patch, scale * patch)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    start = time.perf_counter()
+    if precision == "bf16":
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            sr = model(lr)
+    else:
+        sr = model(lr)
+    loss = F.l1_loss(sr.float(), hr)
+    forward = time.perf_counter() - start
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return {"seconds": seconds, "forward": forward, "peak_gb": peak, "before_gb": before}
+
+
+def child(
+    impl: str,
+    scale: int,
+    precision: str,
+    ckpt: bool,
+    batch: int,
+    patch: int,
+    depth: int,
+    *,
+    env: dict[str, str] | None = None,
+) -> dict:
+    cmd = [sys.executable, __file__, "--child", impl, str(scale), precision, str(int(ckpt))]
+    cmd += [str(batch), str(patch), str(depth)]
+    full_env = dict(os.environ, **(env or {}))
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=full_env)
+    if out.returncode != 0:
+        tail = (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[-1]
+        return {"error": tail if out.returncode > 0 else f"killed (signal {-out.returncode})"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def load() -> str:
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--only",
+        choices=["all", "ckpt", "x4"],
+        default="all",
+        help="all rows; only the checkpointing rows (fp32/bf16) and the x4 check; only x4",
+    )
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--patch", type=int, default=48, help="LR patch size")
+    parser.add_argument("--depth", type=int, default=12)
+    parser.add_argument("--no-reference", action="store_true", help="skip the reference row")
+    parser.add_argument("--no-x4", action="store_true", help="skip the x4 fit check")
+    parser.add_argument(
+        "--x4-depth",
+        type=int,
+        default=0,
+        help="measure x4 at this depth instead of extrapolating from depths 1 and 2",
+    )
+    parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        impl, scale, precision, ckpt, batch, patch, depth = args.child
+        result = measure(
+            impl, int(scale), precision, ckpt == "1", int(batch), int(patch), int(depth)
+        )
+        print(json.dumps(result))
+        return
+
+    import torch
+
+    rows = [
+        ("csnln", "fp32", False),
+        ("csnln", "fp32", True),
+        ("csnln", "bf16", False),
+        ("csnln", "bf16", True),
+    ]
+    if args.only == "ckpt":
+        rows = [r for r in rows if r[2]]
+    elif args.only == "x4":
+        rows = []
+    with_reference = not args.no_reference and args.only == "all"
+    if with_reference:
+        rows.append(("reference", "fp32", False))
+    b, p, d = args.batch, args.patch, args.depth
+    work = b * (p / 48) ** 4 * d / 12  # attention cost grows with the square of the pixels
+    estimate = sum(TIME_GUESS[r] * work for r in rows)
+    if not args.no_x4:
+        # A x4 step costs about 12 x2 steps at the same depth: depths 1 + 2 ~ 3 x2 steps.
+        depths = args.x4_depth or 3
+        estimate += 1.3 * depths * TIME_GUESS[("csnln", "bf16", True)] * work * 12 / d
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs, {available_gb():.1f} GB available, load average {load()}"
+    )
+    print(f"x2 training step: batch {b}, LR patch {p} (HR {2 * p}), n_feats 128, depth {d},")
+    print("L1 + Adam, random weights and data; one step each, first call included.")
+    print(f"Estimated total time: about {estimate / 60:.0f} minutes.\n")
+
+    if rows:
+        print(
+            "| implementation | precision | activation checkpointing | s / step | peak GB "
+            "| speed-up vs released (148 s) | memory vs released (21 GB) |"
+        )
+        print("|---|---|---|---|---|---|---|")
+    results = {}
+    for impl, precision, ckpt in rows:
+        per, const = MEMORY_GUESS[(impl, precision, ckpt)]
+        need = per * b * (p / 48) ** 2 * (1 if ckpt else d / 12) + const
+        name = "csnln" if impl == "csnln" else "reference (released code)"
+        cells = f"| {name} | {precision} | {'on' if ckpt else 'off'} |"
+        if need > available_gb() - 1:
+            print(f"{cells} not run (needs ~{need:.0f} GB) | | | |", flush=True)
+            continue
+        r = child(impl, 2, precision, ckpt, b, p, d)
+        results[(impl, precision, ckpt)] = r
+        if "error" in r:
+            print(f"{cells} failed: {r['error']} | | | |", flush=True)
+            continue
+        speed = RELEASED_SECONDS / r["seconds"]
+        print(
+            f"{cells} {r['seconds']:.1f} (forward {r['forward']:.1f}) | {r['peak_gb']:.2f} "
+            f"| {speed:.2f}x | {r['peak_gb'] / RELEASED_GB:.2f}x |",
+            flush=True,
+        )
+    if results:
+        before = next(iter(results.values())).get("before_gb", 0.0)
+        print(f"\n(peak includes about {before:.2f} GB of Python + torch + model before the step;")
+        print(f"load average now {load()})")
+
+    best = results.get(("csnln", "bf16", True), {})
+    if "seconds" in best and b == 16 and p == 48 and d == 12:
+        ok_speed = best["seconds"] <= RELEASED_SECONDS / TARGET_SPEEDUP
+        ok_mem = best["peak_gb"] < TARGET_GB
+        print(
+            f"\nTargets, bf16 + checkpointing: >= {TARGET_SPEEDUP}x faster than 148 s "
+            f"(<= {RELEASED_SECONDS / TARGET_SPEEDUP:.0f} s): {'met' if ok_speed else 'NOT met'} "
+            f"({best['seconds']:.1f} s); < {TARGET_GB:.0f} GB: "
+            f"{'met' if ok_mem else 'NOT met'} ({best['peak_gb']:.2f} GB)"
+        )
+    ref = results.get(("reference", "fp32", False), {})
+    if "seconds" in ref and "seconds" in best:
+        print(
+            f"Measured here in this run: reference {ref['seconds']:.1f} s / "
+            f"{ref['peak_gb']:.2f} GB; bf16 + checkpointing is "
+            f"{ref['seconds'] / best['seconds']:.2f}x faster and uses "
+            f"{ref['peak_gb'] / best['peak_gb']:.1f}x less memory."
+        )
+
+    if args.no_x4:
+        return
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    print(
+        f"\n## x4 at the paper's setting (batch {b}, LR patch {p}, HR {4 * p}), "
+        "bf16 + checkpointing\n"
+    )
+    # glibc's default malloc keeps freed heap memory (its mmap threshold rises as big blocks are
+    # freed), so the peak RSS of a long run grows with fragmentation, not with live tensors.
+    # With a fixed threshold, freed memory goes back to the system and the peak RSS tracks the
+    # live memory, which is linear in depth under checkpointing.
+    env = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)}
+    if args.x4_depth:
+        r = child("csnln", 4, "bf16", True, b, p, args.x4_depth, env=env)
+        if "error" in r:
+            print(f"failed: {r['error']}")
+            return
+        peak, seconds, how = r["peak_gb"], r["seconds"], f"measured at depth {args.x4_depth}"
+        print(f"depth {args.x4_depth}: {seconds:.1f} s, peak {peak:.2f} GB")
+    else:
+        one = child("csnln", 4, "bf16", True, b, p, 1, env=env)
+        two = child("csnln", 4, "bf16", True, b, p, 2, env=env)
+        if "error" in one or "error" in two:
+            print(f"failed: {one.get('error') or two.get('error')}")
+            return
+        per_step = max(0.0, two["peak_gb"] - one["peak_gb"])
+        peak = one["peak_gb"] + (d - 1) * per_step
+        seconds = one["seconds"] + (d - 1) * max(0.0, two["seconds"] - one["seconds"])
+        how = "extrapolated from depths 1 and 2"
+        print("| depth | s / step | peak GB |")
+        print("|---|---|---|")
+        print(f"| 1 (measured) | {one['seconds']:.1f} | {one['peak_gb']:.2f} |")
+        print(f"| 2 (measured) | {two['seconds']:.1f} | {two['peak_gb']:.2f} |")
+        print(f"| {d} (extrapolated) | ~{seconds:.0f} | ~{peak:.2f} |")
+    verdict = "fits" if peak < total else "does NOT fit"
+    print(
+        f"\nx4, batch {b}, LR patch {p}, depth {d}, bf16 + checkpointing: peak ~{peak:.1f} GB, "
+        f"~{seconds:.0f} s per step ({how}; MALLOC_MMAP_THRESHOLD_={MMAP_THRESHOLD}): "
+        f"{verdict} in this machine's {total:.0f} GB."
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,657 @@
+"""The training loop: :func:`train` (Python API of ``csnln train``).
+
+One step, top to bottom: this process's share of the global batch -> forward under autocast
+(bf16 / fp16) -> L1 loss in float32 -> backward (scaled for fp16) -> gradient norm and
+optional clipping -> agree across processes whether the loss and gradients are finite ->
+optimizer step, or skip the step when they are not (and after ``train.max_bad_steps`` skips
+in a row, roll back to the last good checkpoint with half the learning rate) -> log,
+validate, checkpoint, stop on Ctrl-C/SIGTERM.
+
+The learning rate is a pure function of the step (:func:`learning_rate`) times a factor that
+rollbacks halve; the batch of step ``k`` is a pure function of ``(seed, k)`` (see
+:mod:`csnln.training.data`). With the optimizer state saved in checkpoints, a run that is
+stopped and resumed computes exactly what an uninterrupted run computes.
+
+Files in the run folder (``output_dir``, default ``runs/<name>``): ``config.yaml`` (the
+resolved config), ``log.csv`` (step, loss, lr, it_s, val_psnr, val_ssim, elapsed_s),
+``train.log`` (messages), ``checkpoints/step_<k>.{safetensors,state.pt}``,
+``best.safetensors`` (best validation PSNR), ``final.safetensors`` (end of training), ``tb/``
+(TensorBoard, optional). Only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from ..inference import precision_context
+from ..models.checkpoint import save_checkpoint
+from ..models.network import CSNLN
+from .checkpointing import (
+    CheckpointFiles,
+    StopRequest,
+    checkpoint_files,
+    find_checkpoint,
+    list_checkpoints,
+    load_state,
+    prune_checkpoints,
+    save_training_checkpoint,
+)
+from .config import ConfigError, OptimSection, TrainConfig
+from .data import PatchDataset, default_cache_dir, find_images, make_loader, prepare_images
+from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, setup
+
+__all__ = ["TrainResult", "build_model", "learning_rate", "run_training", "train"]
+
+log = logging.getLogger("csnln.training")
+
+CSV_COLUMNS = ("step", "loss", "lr", "it_s", "val_psnr", "val_ssim", "elapsed_s")
+ResumeArg = bool | str | PathLike[str] | None
+
+
+@dataclass
+class TrainResult:
+    """What a run ended with.
+
+    ``weights``: ``final.safetensors`` when training finished, else the checkpoint written
+    when it was stopped. ``stopped_by``: the signal name (``SIGINT``/``SIGTERM``) or None.
+    """
+
+    weights: Path
+    step: int
+    finished: bool
+    stopped_by: str | None = None
+    best_psnr: float | None = None
+
+
+def train(config: TrainConfig, *, resume: ResumeArg = None) -> Path:
+    """Train a model as ``config`` says; returns the path of the final weights.
+
+    ``resume``: ``None``/``False`` starts a new run (an error if the run folder already holds
+    checkpoints); ``True`` continues from the latest checkpoint of the run folder (or starts
+    anew when there is none); a path continues from that checkpoint (a ``.safetensors`` of a
+    training checkpoint, its ``.state.pt``, or a run folder). Under ``torchrun`` every process
+    calls this; they train one model with DistributedDataParallel.
+    """
+    return run_training(config, resume=resume).weights
+
+
+def run_training(config: TrainConfig, *, resume: ResumeArg = None) -> TrainResult:
+    """:func:`train`, returning a :class:`TrainResult` (finished or stopped, step, best)."""
+    info = setup(config.train.device)
+    handlers = _start_logging(config.run_dir, info)
+    threads = torch.get_num_threads()
+    try:
+        return _run(config, info, resume)
+    finally:
+        torch.set_num_threads(threads)
+        _stop_logging(handlers)
+        cleanup(info)
+
+
+# --- pieces ----------------------------------------------------------------------------------
+
+
+def learning_rate(optim: OptimSection, total_steps: int, step: int) -> float:
+    """The scheduled learning rate of step ``step`` (0-based), before rollback halvings."""
+    if optim.schedule == "step":
+        lr = optim.lr * optim.gamma ** (step // optim.step_size)
+    elif optim.schedule == "cosine":
+        progress = min(1.0, step / max(1, total_steps))
+        lr = optim.min_lr + (optim.lr - optim.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+    else:
+        lr = optim.lr
+    if optim.warmup_steps and step < optim.warmup_steps:
+        lr *= (step + 1) / optim.warmup_steps
+    return lr
+
+
+def build_model(config: TrainConfig) -> CSNLN:
+    """The network of ``config.model`` (initialised from ``model.init`` when set)."""
+    m = config.model
+    model = CSNLN(m.scale, m.n_feats, m.depth, chunk_size=m.chunk_size)
+    model.set_gradient_checkpointing(m.gradient_checkpointing)
+    if m.init:
+        from ..zoo import load_model
+
+        source = load_model(m.init, m.scale)
+        if not isinstance(source, CSNLN) or (source.n_feats, source.depth) != (
+            m.n_feats,
+            m.depth,
+        ):
+            got = getattr(source, "config", source)
+            raise ConfigError(
+                f"model.init {m.init}: its architecture ({got}) differs from model "
+                f"(scale {m.scale}, n_feats {m.n_feats}, depth {m.depth})"
+            )
+        model.load_state_dict(source.state_dict())
+    return model
+
+
+def l1_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """The training loss: mean absolute error (float32)."""
+    return F.l1_loss(sr, hr)
+
+
+@dataclass
+class _State:
+    """The loop's counters, saved in checkpoints with the optimizer."""
+
+    step: int = 0
+    lr_scale: float = 1.0
+    best_psnr: float = -math.inf
+    best_step: int = -1
+
+
+class _Meter:
+    """Mean loss and speed between two log rows."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.total, self.count, self.steps, self.start = 0.0, 0, 0, time.perf_counter()
+
+    def add(self, loss: float | None) -> None:
+        self.steps += 1
+        if loss is not None:
+            self.total += loss
+            self.count += 1
+
+    @property
+    def loss(self) -> float:
+        return self.total / self.count if self.count else math.nan
+
+    def row(self) -> dict[str, float]:
+        seconds = max(time.perf_counter() - self.start, 1e-9)
+        out = {"loss": self.loss, "it_s": self.steps / seconds}
+        self.reset()
+        return out
+
+
+class _CsvLog:
+    """``log.csv``; on resume, rows after the resumed step (a crashed tail) are dropped."""
+
+    def __init__(self, path: Path, start_step: int) -> None:
+        self.path = path
+        kept: list[dict[str, str]] = []
+        if path.is_file() and start_step > 0:
+            with path.open(newline="") as handle:
+                kept = [r for r in csv.DictReader(handle) if int(r.get("step") or 0) <= start_step]
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, CSV_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(kept)
+        os.replace(tmp, path)
+        self.handle = path.open("a", newline="")
+        self.writer = csv.DictWriter(self.handle, CSV_COLUMNS, extrasaction="ignore")
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.writer.writerow({k: _cell(v) for k, v in row.items()})
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6g}"
+    return value
+
+
+class _TqdmHandler(logging.Handler):
+    """Log lines on stderr that do not break the progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # pragma: no cover
+            self.handleError(record)
+
+
+def _start_logging(run_dir: Path, info: DistInfo) -> list[logging.Handler]:
+    handlers: list[logging.Handler] = []
+    log.setLevel(logging.INFO if info.is_main else logging.ERROR)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        console = _TqdmHandler()
+        console.setFormatter(logging.Formatter("%(message)s"))
+        logfile = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+        logfile.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handlers = [console, logfile]
+    for handler in handlers:
+        log.addHandler(handler)
+    return handlers
+
+
+def _stop_logging(handlers: Sequence[logging.Handler]) -> None:
+    for handler in handlers:
+        log.removeHandler(handler)
+        handler.close()
+    log.setLevel(logging.NOTSET)
+
+
+def _resume_point(config: TrainConfig, resume: ResumeArg) -> CheckpointFiles | None:
+    run_dir = config.run_dir
+    if resume is None or resume is False:
+        if list_checkpoints(run_dir):
+            raise FileExistsError(
+                f"{run_dir} already holds checkpoints of a run: continue it with --resume, "
+                "or choose another name/output_dir"
+            )
+        return None
+    if resume is True:
+        found = list_checkpoints(run_dir)
+        if not found:
+            log.info("no checkpoint in %s: starting a new run", run_dir / "checkpoints")
+            return None
+        return found[-1]
+    return find_checkpoint(resume, run_dir)
+
+
+def _state_payload(
+    config: TrainConfig, state: _State, optimizer: torch.optim.Optimizer, scaler: Any, world: int
+) -> dict[str, Any]:
+    return {
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else {},
+        "lr_scale": state.lr_scale,
+        "best_psnr": state.best_psnr,
+        "best_step": state.best_step,
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "world_size": world,
+        "config": config.to_yaml(),
+    }
+
+
+def _restore(
+    files: CheckpointFiles,
+    model: CSNLN,
+    optimizer: torch.optim.Optimizer,
+    scaler: Any,
+    state: _State,
+) -> None:
+    tensors, saved = load_state(files)
+    expected = model.state_dict()
+    wrong = sorted(
+        set(tensors) ^ set(expected)
+        | {k for k in tensors if k in expected and tensors[k].shape != expected[k].shape}
+    )
+    if wrong:
+        raise ValueError(
+            f"{files.weights} does not fit the configured model (scale "
+            f"{model.scale}, n_feats {model.n_feats}, depth {model.depth}): {wrong[:5]}"
+        )
+    model.load_state_dict(tensors)
+    optimizer.load_state_dict(saved["optimizer"])
+    if scaler is not None and saved.get("scaler"):
+        scaler.load_state_dict(saved["scaler"])
+    state.step = int(saved["step"])
+    state.lr_scale = float(saved["lr_scale"])
+    state.best_psnr = float(saved["best_psnr"])
+    state.best_step = int(saved["best_step"])
+    torch.set_rng_state(saved["rng"])
+    if torch.cuda.is_available() and len(saved.get("cuda_rng", [])) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
+
+
+def _prepare_data(config: TrainConfig, info: DistInfo) -> PatchDataset:
+    d = config.data
+    if not d.train_dirs:
+        raise ConfigError("data.train_dirs is empty: give the folders of HR training images")
+    files = find_images(d.train_dirs)
+    cache_dir = None if d.cache == "memory" else Path(d.cache_dir or default_cache_dir())
+    kwargs = {
+        "scale": config.model.scale,
+        "patch_size": d.patch_size,
+        "cache_dir": cache_dir,
+        "threads": max(1, d.workers),
+    }
+    if cache_dir is not None and info.distributed:
+        # Rank 0 fills the shared cache, the others then read it.
+        if info.is_main:
+            records = prepare_images(files, progress=config.log.progress, **kwargs)
+        barrier(info)
+        if not info.is_main:
+            records = prepare_images(files, **kwargs)
+    else:
+        records = prepare_images(files, progress=config.log.progress and info.is_main, **kwargs)
+    log.info(
+        "training data: %d images (%.1f Mpx HR) from %d folder pattern(s)",
+        len(records),
+        sum(r.lr_size[0] * r.lr_size[1] for r in records) * config.model.scale**2 / 1e6,
+        len(d.train_dirs),
+    )
+    return PatchDataset(
+        records,
+        scale=config.model.scale,
+        patch_size=d.patch_size,
+        augment=d.augment,
+        seed=config.seed,
+    )
+
+
+def _validate(model: CSNLN, config: TrainConfig, device: torch.device) -> tuple[float, float]:
+    """Mean PSNR/SSIM over the validation folders (evaluation protocol of csnln eval)."""
+    from ..evaluation import evaluate
+
+    try:
+        results = evaluate(
+            model,
+            config.val.dirs,
+            config.model.scale,
+            tile=config.val.tile,
+            precision=config.val.precision,
+            device=device,
+            progress=False,
+        )
+    finally:
+        model.train()
+    psnrs = [r.psnr for r in results if math.isfinite(r.psnr)]
+    ssims = [r.ssim for r in results if math.isfinite(r.ssim)]
+    for r in results:
+        log.info(
+            "  %s x%d: %.4f dB / %.5f (%d images)", r.dataset, r.scale, r.psnr, r.ssim, r.images
+        )
+    return (
+        sum(psnrs) / len(psnrs) if psnrs else math.nan,
+        sum(ssims) / len(ssims) if ssims else math.nan,
+    )
+
+
+def _tensorboard(run_dir: Path, start_step: int) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        log.warning("log.tensorboard is on, but tensorboard is not installed: not writing it")
+        return None
+    return SummaryWriter(str(run_dir / "tb"), purge_step=start_step or None)
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def _run(config: TrainConfig, info: DistInfo, resume: ResumeArg) -> TrainResult:
+    run_dir, device = config.run_dir, info.device
+    precision = config.train.precision
+    precision_context(precision, device)  # fp16 on a CPU is an error, before any work
+    if config.val.dirs:
+        precision_context(config.val.precision, device)
+    if config.data.batch_size % info.world_size:
+        raise ConfigError(
+            f"data.batch_size {config.data.batch_size} is not divisible by the "
+            f"{info.world_size} processes"
+        )
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    start = _resume_point(config, resume)
+
+    # Model, optimizer, gradient scaler (fp16), state; then the checkpoint to continue from.
+    torch.manual_seed(config.seed)
+    model = build_model(config).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    o = config.optim
+    optimizer = torch.optim.Adam(
+        params, lr=o.lr, betas=(o.betas[0], o.betas[1]), eps=o.eps, weight_decay=o.weight_decay
+    )
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+    state = _State()
+    if start is not None:
+        _restore(start, model, optimizer, scaler, state)
+        log.info("resuming from %s (step %d)", start.weights, state.step)
+    initial = (
+        state.step,
+        copy.deepcopy(model.state_dict()),
+        copy.deepcopy(optimizer.state_dict()),
+    )
+    if info.is_main:
+        (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+    dataset = _prepare_data(config, info)
+    net: nn.Module = model
+    if info.distributed:
+        # With depth 1 the cell's LR output (output_down, post_conv) is unused.
+        net = nn.parallel.DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=config.model.depth == 1,
+        )
+    total = config.train.steps
+    log.info(
+        "training %s: x%d, n_feats %d, depth %d, %s params; %d steps of batch %d (LR patch %d) "
+        "on %s (%d process(es)), %s%s; run folder %s",
+        config.name,
+        config.model.scale,
+        config.model.n_feats,
+        config.model.depth,
+        f"{sum(p.numel() for p in params):,}",
+        total,
+        config.data.batch_size,
+        config.data.patch_size,
+        device,
+        info.world_size,
+        precision,
+        ", activation checkpointing" if config.model.gradient_checkpointing else "",
+        run_dir,
+    )
+
+    if state.step >= total:
+        log.info("already at step %d of train.steps %d: nothing to train", state.step, total)
+    csv_log = _CsvLog(run_dir / "log.csv", state.step) if info.is_main else None
+    board = _tensorboard(run_dir, state.step) if info.is_main and config.log.tensorboard else None
+    bar = tqdm(
+        total=total,
+        initial=state.step,
+        unit="step",
+        desc=config.name,
+        disable=not (info.is_main and config.log.progress),
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )
+    meter, began = _Meter(), time.perf_counter()
+    bad_in_row, stopped_by, last_saved = 0, None, state.step
+    latest: Path | None = start.weights if start is not None else None
+
+    def save() -> None:
+        nonlocal last_saved, latest
+        if info.is_main:
+            payload = _state_payload(config, state, optimizer, scaler, info.world_size)
+            files = save_training_checkpoint(
+                run_dir, state.step, model, payload, metadata={"run": config.name}
+            )
+            prune_checkpoints(run_dir, config.checkpoint.keep_last)
+            log.info("step %d: checkpoint %s", state.step, files.weights)
+        barrier(info)
+        last_saved = state.step
+        latest = checkpoint_files(run_dir, state.step).weights
+
+    def validate() -> dict[str, float]:
+        if not config.val.dirs:
+            return {}
+        psnr = ssim = math.nan
+        if info.is_main:
+            psnr, ssim = _validate(model, config, device)
+            log.info("step %d: validation PSNR %.4f dB, SSIM %.5f", state.step, psnr, ssim)
+            if config.checkpoint.keep_best and math.isfinite(psnr) and psnr > state.best_psnr:
+                state.best_psnr, state.best_step = psnr, state.step
+                meta = {"run": config.name, "step": state.step, "val_psnr": psnr, "val_ssim": ssim}
+                save_checkpoint(model, run_dir / "best.safetensors", metadata=meta)
+        barrier(info)
+        return {"val_psnr": psnr, "val_ssim": ssim}
+
+    def rollback() -> str:
+        """Back to the newest checkpoint (or the start), with half the learning rate."""
+        nonlocal last_saved
+        lr_scale, best = state.lr_scale, (state.best_psnr, state.best_step)
+        found = list_checkpoints(run_dir)
+        if found:
+            _restore(found[-1], model, optimizer, scaler, state)
+            source = f"checkpoint {found[-1].weights}"
+        else:
+            state.step = initial[0]
+            model.load_state_dict(initial[1])
+            optimizer.load_state_dict(initial[2])
+            source = "the initial weights"
+        state.lr_scale = lr_scale * 0.5
+        state.best_psnr, state.best_step = best
+        last_saved = state.step
+        return source
+
+    with StopRequest() as stop:
+        while state.step < total and stopped_by is None:
+            loader = make_loader(
+                dataset,
+                start_step=state.step,
+                end_step=total,
+                batch_size=config.data.batch_size,
+                rank=info.rank,
+                world_size=info.world_size,
+                workers=config.data.workers,
+                pin_memory=device.type == "cuda",
+            )
+            for lr_batch, hr_batch in loader:
+                lr_now = learning_rate(o, total, state.step) * state.lr_scale
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_now
+
+                # Forward (autocast), float32 L1 loss, backward (scaled for fp16).
+                lr_batch = lr_batch.to(device, non_blocking=True)
+                hr_batch = hr_batch.to(device, non_blocking=True)
+                with precision_context(precision, device):
+                    sr = net(lr_batch)
+                loss = l1_loss(sr.float(), hr_batch)
+                (scaler.scale(loss) if scaler is not None else loss).backward()
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
+                grad_norm = nn.utils.clip_grad_norm_(params, o.grad_clip or math.inf)
+
+                # All processes agree on the loss, on non-finite values and on stopping.
+                loss_value = float(loss.detach())
+                finite = math.isfinite(loss_value)
+                flags = all_reduce_sum(
+                    torch.tensor(
+                        [
+                            loss_value if finite else 0.0,
+                            0.0 if finite else 1.0,
+                            float(bool(stop.requested)),
+                        ],
+                        dtype=torch.float64,
+                    ),
+                    info,
+                ).tolist()
+                # (With fp16 the scaler handles overflowing gradients itself.)
+                grads_ok = scaler is not None or math.isfinite(float(grad_norm))
+                bad = flags[1] > 0 or not grads_ok
+                if bad:
+                    if scaler is not None:
+                        scaler.update()
+                elif scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                state.step += 1
+
+                if bad:
+                    bad_in_row += 1
+                    what = "loss" if flags[1] > 0 else "gradient"
+                    log.warning(
+                        "step %d: non-finite %s; step skipped (%d in a row)",
+                        state.step,
+                        what,
+                        bad_in_row,
+                    )
+                    meter.add(None)
+                    if bad_in_row >= config.train.max_bad_steps:
+                        at = state.step
+                        source = rollback()
+                        log.warning(
+                            "step %d: %d non-finite steps in a row: rolled back to step %d (%s) "
+                            "and halved the learning rate (now x%g of the schedule: %.3g)",
+                            at,
+                            bad_in_row,
+                            state.step,
+                            source,
+                            state.lr_scale,
+                            learning_rate(o, total, state.step) * state.lr_scale,
+                        )
+                        bad_in_row = 0
+                        bar.n = state.step
+                        bar.refresh()
+                        break
+                else:
+                    bad_in_row = 0
+                    meter.add(flags[0] / info.world_size)
+
+                bar.update(1)
+                if info.is_main and bar.n % max(1, min(10, config.log.every)) == 0:
+                    bar.set_postfix(loss=f"{meter.loss:.4f}", lr=f"{lr_now:.3g}", refresh=False)
+                row: dict[str, Any] = {}
+                if state.step % config.log.every == 0 or state.step == total:
+                    row |= meter.row() | {"lr": lr_now}
+                    if board is not None:
+                        board.add_scalar("train/loss", row["loss"], state.step)
+                        board.add_scalar("train/lr", lr_now, state.step)
+                        board.add_scalar("train/it_s", row["it_s"], state.step)
+                if (config.val.every and state.step % config.val.every == 0) or (
+                    state.step == total
+                ):
+                    row |= validate()
+                    if board is not None and "val_psnr" in row:
+                        board.add_scalar("val/psnr", row["val_psnr"], state.step)
+                        board.add_scalar("val/ssim", row["val_ssim"], state.step)
+                if row and csv_log is not None:
+                    csv_log.write(
+                        {"step": state.step, "elapsed_s": time.perf_counter() - began} | row
+                    )
+                if config.checkpoint.every and state.step % config.checkpoint.every == 0:
+                    save()
+                if flags[2] > 0:
+                    stopped_by = stop.requested or "a signal in another process"
+                    log.warning("step %d: %s received: saving and stopping", state.step, stopped_by)
+                    break
+            del loader
+
+        if state.step != last_saved or latest is None:
+            save()
+    bar.close()
+    if csv_log is not None:
+        csv_log.close()
+    if board is not None:
+        board.close()
+
+    finished = stopped_by is None and state.step >= total
+    best = state.best_psnr if math.isfinite(state.best_psnr) else None
+    if not finished:
+        log.info("stopped at step %d; continue with --resume (%s)", state.step, latest)
+        return TrainResult(
+            latest or run_dir, state.step, False, stopped_by=stopped_by, best_psnr=best
+        )
+    final = run_dir / "final.safetensors"
+    if info.is_main:
+        save_checkpoint(model, final, metadata={"run": config.name, "step": state.step})
+        summary = f"finished: {state.step} steps; final weights {final}"
+        if best is not None:
+            summary += f"; best validation {best:.4f} dB at step {state.best_step}"
+        log.info("%s", summary)
+    barrier(info)
+    return TrainResult(final, state.step, True, best_psnr=best)
