@@ -16,10 +16,8 @@ only when both files exist, so a crash while writing leaves the previous one in 
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import signal
-import tempfile
 import threading
 from dataclasses import dataclass
 from os import PathLike
@@ -29,6 +27,7 @@ from typing import Any
 
 import torch
 
+from ..files import atomic_write
 from ..models.checkpoint import read_checkpoint, save_checkpoint
 from ..models.network import CSNLN
 
@@ -68,15 +67,7 @@ def _state_path(weights: Path) -> Path:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_training_checkpoint(

@@ -25,9 +25,7 @@ import copy
 import csv
 import logging
 import math
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from ..files import atomic_write
 from ..inference import precision_context
 from ..models.checkpoint import save_checkpoint
 from ..models.network import CSNLN
@@ -194,12 +193,14 @@ class _CsvLog:
         if path.is_file() and start_step > 0:
             with path.open(newline="") as handle:
                 kept = [r for r in csv.DictReader(handle) if int(r.get("step") or 0) <= start_step]
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, CSV_COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(kept)
-        os.replace(tmp, path)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, CSV_COLUMNS, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(kept)
+
+        atomic_write(path, write)
         self.handle = path.open("a", newline="")
         self.writer = csv.DictWriter(self.handle, CSV_COLUMNS, extrasaction="ignore")
 
