@@ -11,6 +11,7 @@ from reference import ReferenceCSNLN
 
 import csnln
 from csnln.models import MIN_INPUT_SIZE, CheckpointError, CSNLNConfig
+from csnln.models.official import _rename as official_to_own_key
 
 RELEASED_PARAMS = {2: 3_061_289, 3: 6_010_409, 4: 6_568_627}
 
@@ -260,16 +261,46 @@ def test_load_checkpoint_rejects_other_files(tmp_path) -> None:
         csnln.load_checkpoint(path)
 
 
-def test_gradient_checkpointing_gives_the_same_gradients() -> None:
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_gradients_equal_the_reference_implementation(scale: int) -> None:
+    """The backward pass (the paste's custom autograd included) against autograd through the
+    authors' computation, input gradient and every parameter's gradient."""
+    reference = ReferenceCSNLN(scale, n_feats=8, depth=2)
+    model = csnln.load_official(reference.state_dict(), scale).train()
+    size = {2: (8, 10), 3: (9, 6), 4: (6, 8)}[scale]
+    x = torch.rand(2, 3, *size, dtype=torch.float64)
+    target = torch.rand(2, 3, size[0] * scale, size[1] * scale, dtype=torch.float64)
+    input_grads = []
+    for net in (reference.double(), model.double()):
+        xi = x.clone().requires_grad_(True)
+        (net(xi) - target).abs().mean().backward()
+        input_grads.append(xi.grad)
+    assert torch.allclose(input_grads[1], input_grads[0], atol=1e-12, rtol=1e-8)
+    # the authors' parameter names, translated by the converter, name this model's parameters
+    reference_grads = {key: p.grad for key, p in reference.named_parameters() if p.requires_grad}
+    converted = {official_to_own_key(key): g for key, g in reference_grads.items()}
+    params = dict(model.named_parameters())
+    assert converted.keys() == {k for k, p in params.items() if p.requires_grad}
+    for key, ref_grad in converted.items():
+        assert torch.allclose(params[key].grad, ref_grad, atol=1e-12, rtol=1e-8), key
+
+
+@pytest.mark.parametrize("mode", [True, "full", "selective"])
+def test_gradient_checkpointing_gives_the_same_gradients(mode: bool | str) -> None:
     model = csnln.CSNLN(4, n_feats=6, depth=3)
     x, target = torch.rand(2, 3, 6, 6), torch.rand(2, 3, 24, 24)
     grads = []
-    for enabled in (False, True):
+    for setting in (False, mode):
         model.zero_grad()
-        model.set_gradient_checkpointing(enabled)
+        model.set_gradient_checkpointing(setting)
         (model(x) - target).abs().mean().backward()
         grads.append(
             torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
         )
     assert grads[0].numel() == grads[1].numel()
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_gradient_checkpointing_rejects_unknown_modes() -> None:
+    with pytest.raises(ValueError, match="'sometimes'"):
+        csnln.CSNLN(2, n_feats=4, depth=1).set_gradient_checkpointing("sometimes")

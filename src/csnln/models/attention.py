@@ -9,7 +9,7 @@ memory then grows linearly with the pixel count, and the result is the same as u
 
 from __future__ import annotations
 
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import torch
 import torch.nn.functional as F
@@ -36,20 +36,6 @@ def queries_per_chunk(chunk_size: ChunkSize, *, batch: int, queries: int, keys: 
     return min(queries, chunk_size)
 
 
-def _softmax(scores: torch.Tensor) -> torch.Tensor:
-    """Softmax over the last dim, computed in float32 even under bf16/fp16 autocast."""
-    if scores.dtype in (torch.float16, torch.bfloat16):
-        return torch.softmax(scores.float(), dim=-1).to(scores.dtype)
-    return torch.softmax(scores, dim=-1)
-
-
-def _softmax_dim1(scores: torch.Tensor) -> torch.Tensor:
-    """Softmax over dim 1, computed in float32 even under bf16/fp16 autocast."""
-    if scores.dtype in (torch.float16, torch.bfloat16):
-        return torch.softmax(scores.float(), dim=1).to(scores.dtype)
-    return torch.softmax(scores, dim=1)
-
-
 class InScaleAttention(nn.Module):
     """Pixel-to-pixel non-local attention on the input grid (the paper's in-scale branch).
 
@@ -73,7 +59,7 @@ class InScaleAttention(nn.Module):
         value = self.value(x).flatten(2).transpose(1, 2)  # N, HW, C
         chunk = queries_per_chunk(self.chunk_size, batch=n, queries=h * w, keys=h * w)
         out = [
-            torch.bmm(_softmax(torch.bmm(query[:, start : start + chunk], key)), value)
+            torch.bmm(torch.softmax(torch.bmm(query[:, start : start + chunk], key), dim=-1), value)
             for start in range(0, h * w, chunk)
         ]
         out = out[0] if len(out) == 1 else torch.cat(out, dim=1)  # N, HW, C
@@ -135,11 +121,9 @@ class CrossScaleAttention(nn.Module):
         key = F.unfold(key, p, padding=half)
         key = key / key.norm(dim=1, keepdim=True).clamp_min(self.norm_floor)
         key = key * self.temperature
-        # Values, as deconvolution kernels: for every key l, the (u p) x (u p) region of the
-        # input grid its patch was made from: N L, C, u p, u p.
-        k = u * p
-        kernels = F.unfold(value, k, stride=u, padding=pad)  # N, C k k, L
-        kernels = kernels.view(n, c, k, k, -1).permute(0, 4, 1, 2, 3).reshape(-1, c, k, k)
+        # Values, rearranged so that the paste is one matmul: the u x u block of the input grid
+        # under each small-grid position l, N, C u u, L (see `_shift_sum`).
+        values = F.pixel_unshuffle(value, u).flatten(2)
         key_t = key.transpose(1, 2)  # N, L, C/2 p p
 
         # Queries, one band of rows at a time (with a halo of `half` rows for the patches).
@@ -151,19 +135,92 @@ class CrossScaleAttention(nn.Module):
         for top in range(0, h, rows):
             bottom = min(h, top + rows)
             band = F.unfold(query[:, :, top : bottom + 2 * half], p)  # N, C/2 p p, R W
-            attn = _softmax_dim1(torch.bmm(key_t, band))  # N, L, R W: softmax over keys
-            # Paste: conv_transpose places each query's weighted sum of patches at stride u.
-            attn = attn.reshape(1, -1, bottom - top, w)
-            bands.append(F.conv_transpose2d(attn, kernels.to(attn.dtype), stride=u, groups=n))
+            attn = torch.softmax(torch.bmm(key_t, band), dim=1)  # N, L, R W: over the keys
+            attn = attn.view(n, h // u, w // u, bottom - top, w)
+            paste = torch.bmm(values, _shift_sum(attn, p).flatten(1, 2).flatten(2))
+            # N, C u u, (R + p - 1)(W + p - 1) -> the band's canvas N, C, u(R + p - 1), u(W + p - 1)
+            bands.append(F.pixel_shuffle(paste.view(n, c * u * u, bottom - top + 2 * half, -1), u))
         if len(bands) == 1:
-            canvas = bands[0].view(n, c, *bands[0].shape[-2:])
+            canvas = bands[0]
         else:
             acc_dtype = torch.promote_types(bands[0].dtype, torch.float32)
             canvas = x.new_zeros(n, c, u * h + 2 * pad, u * w + 2 * pad, dtype=acc_dtype)
             top = 0
             for band in bands:
-                band = band.view(n, c, *band.shape[-2:])
                 canvas[:, :, u * top : u * top + band.shape[-2]] += band
                 top += band.shape[-2] // u - 2 * half
         out = canvas[:, :, pad : pad + u * h, pad : pad + u * w] / self.overlap_divisor
         return out.to(value.dtype)
+
+
+class _ShiftSum(torch.autograd.Function):
+    """Autograd for :func:`_shift_sum`: its adjoint is the same loop of slice additions."""
+
+    @staticmethod
+    def forward(ctx: Any, attn: torch.Tensor, patch_size: int) -> torch.Tensor:
+        ctx.patch_size = patch_size
+        ctx.attn_shape = attn.shape
+        return _shift_sum_loop(attn, patch_size, transpose=False, shape=None)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return _shift_sum_loop(grad, ctx.patch_size, transpose=True, shape=ctx.attn_shape), None
+
+
+def _shift_sum(attn: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """The paste of the cross-scale attention as weights on the values' blocks.
+
+    Query ``q`` pastes, for every key ``l``, the ``u p x u p`` value region around block
+    ``l`` onto the canvas around block ``q``: block ``l + m - half`` of the values lands on
+    canvas block ``q + m`` for each offset ``m`` in the ``p x p`` patch. Summing the attention
+    over those offsets first, ``T[l', Q] = sum_m attn[l' - m + half, Q - m]``, turns the paste
+    (``p^2`` products per weight, a transposed convolution) into one product
+    ``values @ T``: about ``p^2`` times fewer multiply-adds, the same result.
+
+    ``attn``: N, Ly, Lx, R, W (keys on the small grid, a band of R query rows). Returns
+    N, Ly, Lx, R + p - 1, W + p - 1 (the canvas with its margins).
+    """
+    return _ShiftSum.apply(attn, patch_size)
+
+
+def _shift_sum_loop(
+    src: torch.Tensor, patch_size: int, *, transpose: bool, shape: torch.Size | None
+) -> torch.Tensor:
+    """``T[l', Q] = sum_m src[l' - m + half, Q - m]``, or its adjoint (``transpose``).
+
+    Nine in-place slice additions in ``src``'s own dtype: a mixed-precision accumulator would
+    cost a cast per addition and make this memory-bound pass slower than the matmul it feeds
+    (under bf16 each sum of 9 weights is rounded 9 times; the paste's matmul accumulates in
+    float32, and the change in the output is measured by ``benchmarks/inference.py``).
+    """
+    half, p = patch_size // 2, patch_size
+    n, ly, lx = src.shape[:3]
+    if transpose:  # src: N, Ly, Lx, R + p - 1, W + p - 1 -> N, Ly, Lx, R, W
+        assert shape is not None
+        r, w = shape[-2:]
+    else:  # src: N, Ly, Lx, R, W -> N, Ly, Lx, R + p - 1, W + p - 1
+        r, w = src.shape[-2:]
+    size = (r, w) if transpose else (r + p - 1, w + p - 1)
+    out = src.new_zeros(n, ly, lx, *size)
+    for my in range(p):
+        # blocks l' = l + my - half that exist, and the blocks l they come from
+        y0, y1 = max(0, my - half), min(ly, ly + my - half)
+        for mx in range(p):
+            x0, x1 = max(0, mx - half), min(lx, lx + mx - half)
+            shifted = (
+                slice(None),
+                slice(y0, y1),
+                slice(x0, x1),
+                slice(my, my + r),
+                slice(mx, mx + w),
+            )
+            source = (
+                slice(None),
+                slice(y0 + half - my, y1 + half - my),
+                slice(x0 + half - mx, x1 + half - mx),
+            )
+            if transpose:
+                out[source].add_(src[shifted])
+            else:
+                out[shifted].add_(src[source])
+    return out

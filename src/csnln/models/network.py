@@ -10,7 +10,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
+from torch.utils.checkpoint import (
+    CheckpointPolicy,
+    SelectiveCheckpointContext,
+    checkpoint,
+    create_selective_checkpoint_contexts,
+)
 
 from .attention import DEFAULT_CHUNK_SIZE, ChunkSize
 from .layers import ConvPReLU, MeanShift
@@ -19,6 +24,34 @@ from .sem import BRANCHES, FUSIONS, SelfExemplarsMining, attention_factor
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
 #: The smallest LR height and width accepted (one 3x3 matching patch).
 MIN_INPUT_SIZE = 3
+#: Activation checkpointing of the SEM steps (see :meth:`CSNLN.set_gradient_checkpointing`).
+CHECKPOINTING_MODES = ("none", "full", "selective")
+
+
+def _keep_convolutions(
+    ctx: SelectiveCheckpointContext, op: Any, *args: Any, **kwargs: Any
+) -> CheckpointPolicy:
+    """Selective checkpointing policy: keep convolution outputs, recompute everything else."""
+    del ctx, args, kwargs
+    if op is torch.ops.aten.convolution.default:
+        return CheckpointPolicy.MUST_SAVE
+    return CheckpointPolicy.PREFER_RECOMPUTE
+
+
+def _selective_contexts() -> Any:
+    return create_selective_checkpoint_contexts(_keep_convolutions)
+
+
+def checkpointing_mode(mode: bool | str) -> str:
+    """A checkpointing setting as a mode name: False -> "none", True -> "full"."""
+    if isinstance(mode, bool):
+        return "full" if mode else "none"
+    if mode not in CHECKPOINTING_MODES:
+        raise ValueError(
+            f"gradient checkpointing must be true, false or one of "
+            f"{', '.join(CHECKPOINTING_MODES)}; got {mode!r}"
+        )
+    return str(mode)
 
 
 @dataclass(frozen=True)
@@ -131,7 +164,7 @@ class CSNLN(nn.Module):
         # One 3x3 conv over the concatenation [h_1, ..., h_D] of all steps' HR features.
         self.tail = nn.Conv2d(n_feats * depth, 3, 3, padding=1)
         self.add_mean = MeanShift(rgb_mean, sign=1)
-        self.gradient_checkpointing = False
+        self.gradient_checkpointing = "none"
 
     @classmethod
     def from_config(cls, config: CSNLNConfig, **runtime: Any) -> CSNLN:
@@ -143,13 +176,17 @@ class CSNLN(nn.Module):
             if hasattr(module, "chunk_size"):
                 module.chunk_size = chunk_size
 
-    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
-        """Recompute each SEM step in the backward pass instead of storing its activations.
+    def set_gradient_checkpointing(self, mode: bool | str = True) -> None:
+        """Trade compute for training memory by checkpointing each SEM step.
 
-        Only the LR state and the step's 3-channel tail contribution are kept per step, so
-        training memory no longer grows with ``depth``, at the cost of one more forward pass.
+        ``"full"`` (or True): keep only each step's LR input and 3-channel tail term and
+        recompute the whole step in the backward pass: memory no longer grows with ``depth``,
+        for about one more forward pass of time. ``"selective"``: keep the convolution outputs
+        and recompute the rest (attention matrices, softmaxes, activations, sums): most of
+        the saving for a few percent of time. ``"none"`` (or False): keep everything.
+        Gradients are the same in every mode.
         """
-        self.gradient_checkpointing = enabled
+        self.gradient_checkpointing = checkpointing_mode(mode)
 
     def _step(
         self, x: torch.Tensor, tail_weight: torch.Tensor
@@ -177,10 +214,18 @@ class CSNLN(nn.Module):
         # so that only one step's HR features are alive at a time.
         weights = self.tail.weight.split(self.n_feats, dim=1)
         out = None
-        checkpointing = self.gradient_checkpointing and torch.is_grad_enabled()
+        mode = self.gradient_checkpointing if torch.is_grad_enabled() else "none"
         for step in range(self.depth):
-            if checkpointing:
+            if mode == "full":
                 x, term = checkpoint(self._step, x, weights[step], use_reentrant=False)
+            elif mode == "selective":
+                x, term = checkpoint(
+                    self._step,
+                    x,
+                    weights[step],
+                    use_reentrant=False,
+                    context_fn=_selective_contexts,
+                )
             else:
                 x, term = self._step(x, weights[step])
             out = term if out is None else out + term
