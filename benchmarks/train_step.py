@@ -3,8 +3,10 @@ released code, side by side in one run.
 
 The step is the paper's x2 setting: batch 16, LR patch 48 (HR 96), n_feats 128, depth 12,
 L1 loss, Adam; random weights and data. Rows: this package (``csnln.CSNLN``) in float32 and
-bfloat16 autocast, each with activation checkpointing off and on; and the unchunked
-reference implementation (``tests/reference.py``, the authors' computation) in float32.
+bfloat16 autocast, each with activation checkpointing off (``none``), ``full`` (each SEM step
+recomputed in the backward pass) and ``selective`` (convolution outputs kept, the rest
+recomputed); and the unchunked reference implementation (``tests/reference.py``, the authors'
+computation) in float32.
 Then whether the paper's x4 setting (batch 16, LR patch 48, HR 192) fits in this machine's
 memory with bf16 + checkpointing.
 
@@ -50,20 +52,24 @@ MMAP_THRESHOLD = 131072  # bytes; see the x4 check
 #: Rough peak GB per batch element (paper x2, LR 48, depth 12) and a constant, from probes at
 #: batch 2 here; used only to decide whether a row can run in the memory available.
 MEMORY_GUESS = {
-    ("csnln", "fp32", False): (1.3, 0.4),
-    ("csnln", "fp32", True): (0.35, 0.4),
-    ("csnln", "bf16", False): (1.05, 0.4),
-    ("csnln", "bf16", True): (0.32, 0.4),
-    ("reference", "fp32", False): (1.3, 0.4),
+    ("csnln", "fp32", "none"): (1.3, 0.4),
+    ("csnln", "fp32", "full"): (0.35, 0.4),
+    ("csnln", "fp32", "selective"): (0.5, 0.4),
+    ("csnln", "bf16", "none"): (1.05, 0.4),
+    ("csnln", "bf16", "full"): (0.32, 0.4),
+    ("csnln", "bf16", "selective"): (0.45, 0.4),
+    ("reference", "fp32", "none"): (1.3, 0.4),
 }
 #: Rough seconds per batch element of one x2 step on a quiet machine here (for the up-front
 #: time estimate; a loaded machine takes up to twice as long).
 TIME_GUESS = {
-    ("csnln", "fp32", False): 10.0,
-    ("csnln", "fp32", True): 13.0,
-    ("csnln", "bf16", False): 5.3,
-    ("csnln", "bf16", True): 6.5,
-    ("reference", "fp32", False): 9.25,
+    ("csnln", "fp32", "none"): 4.0,
+    ("csnln", "fp32", "full"): 5.0,
+    ("csnln", "fp32", "selective"): 4.5,
+    ("csnln", "bf16", "none"): 1.8,
+    ("csnln", "bf16", "full"): 2.1,
+    ("csnln", "bf16", "selective"): 1.9,
+    ("reference", "fp32", "none"): 9.25,
 }
 
 
@@ -76,7 +82,7 @@ def available_gb() -> float:
 
 
 def measure(
-    impl: str, scale: int, precision: str, ckpt: bool, batch: int, patch: int, depth: int
+    impl: str, scale: int, precision: str, ckpt: str, batch: int, patch: int, depth: int
 ) -> dict:
     """In the child: one full training step (forward, L1, backward, Adam step)."""
     import torch
@@ -120,14 +126,14 @@ def child(
     impl: str,
     scale: int,
     precision: str,
-    ckpt: bool,
+    ckpt: str,
     batch: int,
     patch: int,
     depth: int,
     *,
     env: dict[str, str] | None = None,
 ) -> dict:
-    cmd = [sys.executable, __file__, "--child", impl, str(scale), precision, str(int(ckpt))]
+    cmd = [sys.executable, __file__, "--child", impl, str(scale), precision, ckpt]
     cmd += [str(batch), str(patch), str(depth)]
     full_env = dict(os.environ, **(env or {}))
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=full_env)
@@ -166,34 +172,31 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         impl, scale, precision, ckpt, batch, patch, depth = args.child
-        result = measure(
-            impl, int(scale), precision, ckpt == "1", int(batch), int(patch), int(depth)
-        )
+        result = measure(impl, int(scale), precision, ckpt, int(batch), int(patch), int(depth))
         print(json.dumps(result))
         return
 
     import torch
 
     rows = [
-        ("csnln", "fp32", False),
-        ("csnln", "fp32", True),
-        ("csnln", "bf16", False),
-        ("csnln", "bf16", True),
+        ("csnln", precision, mode)
+        for precision in ("fp32", "bf16")
+        for mode in ("none", "full", "selective")
     ]
     if args.only == "ckpt":
-        rows = [r for r in rows if r[2]]
+        rows = [r for r in rows if r[2] != "none"]
     elif args.only == "x4":
         rows = []
     with_reference = not args.no_reference and args.only == "all"
     if with_reference:
-        rows.append(("reference", "fp32", False))
+        rows.append(("reference", "fp32", "none"))
     b, p, d = args.batch, args.patch, args.depth
     work = b * (p / 48) ** 4 * d / 12  # attention cost grows with the square of the pixels
     estimate = sum(TIME_GUESS[r] * work for r in rows)
     if not args.no_x4:
         # A x4 step costs about 12 x2 steps at the same depth: depths 1 + 2 ~ 3 x2 steps.
         depths = args.x4_depth or 3
-        estimate += 1.3 * depths * TIME_GUESS[("csnln", "bf16", True)] * work * 12 / d
+        estimate += 1.3 * depths * TIME_GUESS[("csnln", "bf16", "full")] * work * 12 / d
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{os.cpu_count()} CPUs, {available_gb():.1f} GB available, load average {load()}"
@@ -211,9 +214,9 @@ def main() -> None:
     results = {}
     for impl, precision, ckpt in rows:
         per, const = MEMORY_GUESS[(impl, precision, ckpt)]
-        need = per * b * (p / 48) ** 2 * (1 if ckpt else d / 12) + const
+        need = per * b * (p / 48) ** 2 * (1 if ckpt != "none" else d / 12) + const
         name = "csnln" if impl == "csnln" else "reference (released code)"
-        cells = f"| {name} | {precision} | {'on' if ckpt else 'off'} |"
+        cells = f"| {name} | {precision} | {ckpt} |"
         if need > available_gb() - 1:
             print(f"{cells} not run (needs ~{need:.0f} GB) | | | |", flush=True)
             continue
@@ -233,17 +236,17 @@ def main() -> None:
         print(f"\n(peak includes about {before:.2f} GB of Python + torch + model before the step;")
         print(f"load average now {load()})")
 
-    best = results.get(("csnln", "bf16", True), {})
+    best = results.get(("csnln", "bf16", "full"), {})
     if "seconds" in best and b == 16 and p == 48 and d == 12:
         ok_speed = best["seconds"] <= RELEASED_SECONDS / TARGET_SPEEDUP
         ok_mem = best["peak_gb"] < TARGET_GB
         print(
-            f"\nTargets, bf16 + checkpointing: >= {TARGET_SPEEDUP}x faster than 148 s "
+            f"\nTargets, bf16 + full checkpointing: >= {TARGET_SPEEDUP}x faster than 148 s "
             f"(<= {RELEASED_SECONDS / TARGET_SPEEDUP:.0f} s): {'met' if ok_speed else 'NOT met'} "
             f"({best['seconds']:.1f} s); < {TARGET_GB:.0f} GB: "
             f"{'met' if ok_mem else 'NOT met'} ({best['peak_gb']:.2f} GB)"
         )
-    ref = results.get(("reference", "fp32", False), {})
+    ref = results.get(("reference", "fp32", "none"), {})
     if "seconds" in ref and "seconds" in best:
         print(
             f"Measured here in this run: reference {ref['seconds']:.1f} s / "
@@ -265,15 +268,15 @@ def main() -> None:
     # live memory, which is linear in depth under checkpointing.
     env = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)}
     if args.x4_depth:
-        r = child("csnln", 4, "bf16", True, b, p, args.x4_depth, env=env)
+        r = child("csnln", 4, "bf16", "full", b, p, args.x4_depth, env=env)
         if "error" in r:
             print(f"failed: {r['error']}")
             return
         peak, seconds, how = r["peak_gb"], r["seconds"], f"measured at depth {args.x4_depth}"
         print(f"depth {args.x4_depth}: {seconds:.1f} s, peak {peak:.2f} GB")
     else:
-        one = child("csnln", 4, "bf16", True, b, p, 1, env=env)
-        two = child("csnln", 4, "bf16", True, b, p, 2, env=env)
+        one = child("csnln", 4, "bf16", "full", b, p, 1, env=env)
+        two = child("csnln", 4, "bf16", "full", b, p, 2, env=env)
         if "error" in one or "error" in two:
             print(f"failed: {one.get('error') or two.get('error')}")
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,19 @@ def _keep_convolutions(
 
 def _selective_contexts() -> Any:
     return create_selective_checkpoint_contexts(_keep_convolutions)
+
+
+def _without_autocast_cache(device_type: str) -> Any:
+    """Autocast as it is, minus its cache of cast weights.
+
+    Selective checkpointing replays the step's operations one for one in the backward pass;
+    autocast's cache would make the forward cast each weight once per autocast region and the
+    replay once more, and the replay would not match.
+    """
+    if not torch.is_autocast_enabled(device_type):
+        return contextlib.nullcontext()
+    dtype = torch.get_autocast_dtype(device_type)
+    return torch.autocast(device_type, dtype=dtype, cache_enabled=False)
 
 
 def checkpointing_mode(mode: bool | str) -> str:
@@ -219,13 +233,14 @@ class CSNLN(nn.Module):
             if mode == "full":
                 x, term = checkpoint(self._step, x, weights[step], use_reentrant=False)
             elif mode == "selective":
-                x, term = checkpoint(
-                    self._step,
-                    x,
-                    weights[step],
-                    use_reentrant=False,
-                    context_fn=_selective_contexts,
-                )
+                with _without_autocast_cache(x.device.type):
+                    x, term = checkpoint(
+                        self._step,
+                        x,
+                        weights[step],
+                        use_reentrant=False,
+                        context_fn=_selective_contexts,
+                    )
             else:
                 x, term = self._step(x, weights[step])
             out = term if out is None else out + term

@@ -68,10 +68,13 @@ class ModelSection:
         "Query positions per attention chunk: `auto` (bounded score memory), a number, or "
         "`null` (all at once; fastest for small patches). Changes speed/memory, not results.",
     )
-    gradient_checkpointing: bool = _key(
+    gradient_checkpointing: bool | Literal["none", "full", "selective"] = _key(
         False,
-        "Recompute each SEM step in the backward pass instead of storing its activations "
-        "(much less memory, about one more forward pass of time).",
+        "Activation checkpointing of the SEM steps. `full` (or `true`): recompute each step "
+        "in the backward pass, keeping only its LR input (least memory, about one more "
+        "forward pass of time); `selective`: keep the convolution outputs, recompute the "
+        "attentions and the rest (between the two); `none` (or `false`): keep everything. "
+        "Gradients are the same in every mode.",
     )
     init: str | None = _key(
         None,

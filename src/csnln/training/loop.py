@@ -41,7 +41,7 @@ from tqdm import tqdm
 from ..files import atomic_write
 from ..inference import precision_context
 from ..models.checkpoint import save_checkpoint
-from ..models.network import CSNLN
+from ..models.network import CSNLN, checkpointing_mode
 from .checkpointing import (
     CheckpointFiles,
     StopRequest,
@@ -77,6 +77,11 @@ class TrainResult:
     finished: bool
     stopped_by: str | None = None
     best_psnr: float | None = None
+
+
+def _checkpointing_note(setting: bool | str) -> str:
+    mode = checkpointing_mode(setting)
+    return "" if mode == "none" else f", activation checkpointing ({mode})"
 
 
 def train(config: TrainConfig, *, resume: ResumeArg = None) -> Path:
@@ -450,7 +455,7 @@ def _run(config: TrainConfig, info: DistInfo, resume: ResumeArg) -> TrainResult:
         device,
         info.world_size,
         precision,
-        ", activation checkpointing" if config.model.gradient_checkpointing else "",
+        _checkpointing_note(config.model.gradient_checkpointing),
         run_dir,
     )
 
