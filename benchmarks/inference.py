@@ -22,6 +22,7 @@ meaningless as quality; the *change* bf16 causes is what is measured.
     python benchmarks/inference.py          # about 12-15 minutes on 2 cores
     python benchmarks/inference.py --full   # + x4 at 96x96 and x2 at 128x128 (much longer)
     python benchmarks/inference.py --quick  # x2 at 48x48 and one Set5 image (2-3 minutes)
+    python benchmarks/inference.py --psnr-only --weights-x2 runs/x/best.safetensors
 """
 
 from __future__ import annotations
@@ -161,6 +162,9 @@ def main() -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quick", action="store_true", help="x2 at 48x48 and one Set5 image")
     group.add_argument("--full", action="store_true", help="also x4 at 96x96 and x2 at 128x128")
+    group.add_argument(
+        "--psnr-only", action="store_true", help="only the bf16 PSNR change on Set5 x2"
+    )
     parser.add_argument("--weights-x2", metavar="MODEL", help="x2 weights (default: random)")
     parser.add_argument("--weights-x4", metavar="MODEL", help="x4 weights (default: random)")
     parser.add_argument("--depth", type=int, default=12, help="SEM steps of the random model")
@@ -191,6 +195,16 @@ def main() -> None:
     if args.full:
         sizes += [(4, 96), (2, 128)]
     started = time.perf_counter()
+    if not args.psnr_only:
+        speed_table(sizes, weights, args.depth)
+    psnr_table(weights[2], args.depth, images=1 if args.quick else 5)
+    print(
+        f"\nTotal benchmark time: {(time.perf_counter() - started) / 60:.1f} min; "
+        f"load average at the end: {os.getloadavg()[0]:.1f}"
+    )
+
+
+def speed_table(sizes: list[tuple[int, int]], weights: dict, depth: int) -> None:
     print("## Time and peak memory per image (CPU)\n")
     print(
         f"Whole image vs tiles of {TILE}x{TILE} LR pixels overlapping by {OVERLAP} (at 48x48 one"
@@ -216,7 +230,7 @@ def main() -> None:
                     "mode": mode,
                     "precision": precision,
                     "weights": weights[scale],
-                    "depth": args.depth,
+                    "depth": depth,
                 }
                 cell[precision] = child("speed", config)
             a, b = cell["fp32"], cell["bf16"]
@@ -233,16 +247,16 @@ def main() -> None:
                 flush=True,
             )
     if baseline:
-        print(f"\n(The process holds about {mb(baseline)} MB before the timed call.)")
+        print(f"\n(The process holds about {mb(baseline)} MB before the timed call.)\n")
 
-    print("\n## PSNR change caused by bf16, Set5 ×2\n")
+
+def psnr_table(weights: str | None, depth: int, images: int) -> None:
+    print("## PSNR change caused by bf16, Set5 ×2\n")
     print(
         "HR centre crop 96×96 of each image, LR = MATLAB bicubic ×1/2 of it rounded to uint8 "
         "(48×48, run whole), outputs quantised to uint8; PSNR on Y, 2-pixel border crop.\n"
     )
-    result = child(
-        "psnr", {"weights": weights[2], "depth": args.depth, "images": 1 if args.quick else 5}
-    )
+    result = child("psnr", {"weights": weights, "depth": depth, "images": images})
     if "error" in result:
         print(f"error: {result['error']}")
     else:
@@ -266,10 +280,6 @@ def main() -> None:
             f"| {max(r['max_diff'] for r in rows)} |"
         )
         print(f"\nLargest per-image PSNR change: {worst:.3f} dB (target ≤ 0.02 dB).")
-    print(
-        f"\nTotal benchmark time: {(time.perf_counter() - started) / 60:.1f} min; "
-        f"load average at the end: {os.getloadavg()[0]:.1f}"
-    )
 
 
 if __name__ == "__main__":
