@@ -325,3 +325,18 @@ def test_selective_checkpointing_under_bfloat16_autocast() -> None:
     scale = grads[0].abs().max()
     assert (grads[1] - grads[0]).abs().max() < 1e-2 * scale
     assert (grads[2] - grads[0]).abs().max() < 1e-2 * scale
+
+
+def test_pixels_stay_float32_under_bfloat16_autocast() -> None:
+    """The mean shifts, the first conv and the tail run in float32 under autocast: the output
+    is not rounded to bf16's 8 bits (which would move it by up to ~1/500 here)."""
+    model = csnln.CSNLN(2, n_feats=4, depth=2).eval()
+    with torch.no_grad():
+        model.tail.weight.zero_()
+        model.tail.bias.fill_(0.001234)
+        x = torch.rand(1, 3, 6, 6)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+    assert out.dtype == torch.float32
+    expected = torch.tensor(csnln.models.network.RGB_MEAN).view(1, 3, 1, 1) + 0.001234
+    assert (out - expected).abs().max().item() < 1e-6

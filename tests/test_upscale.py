@@ -123,6 +123,7 @@ def test_api_model_cache(tiny_path: Path) -> None:
 def test_default_model_needs_bundled_weights(
     tmp_path: Path, tiny: csnln.CSNLN, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delitem(zoo.BUNDLED, "small", raising=False)  # as if none were bundled
     with pytest.raises(NoBundledModelError, match="no bundled weights are installed for x2"):
         csnln.upscale(_smooth(8, 8), 2)
     # Once weights are listed in zoo.BUNDLED and installed, model=None finds them.

@@ -24,9 +24,10 @@ from .models.official import (
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
-#: Bundled model names -> file in ``csnln/weights`` (one per scale). Filled as weights trained
-#: here are committed; ``csnln models`` lists what is installed.
-BUNDLED: dict[str, dict[int, str]] = {}
+#: Bundled model names -> file in ``csnln/weights`` (one per scale); the first name with weights
+#: for a scale is the default of ``csnln upscale``. ``csnln models`` lists what is installed.
+#: "small": n_feats 32, depth 4, trained on this project's CPU (``trained/small_x2/``).
+BUNDLED: dict[str, dict[int, str]] = {"small": {2: "csnln_small_x2.safetensors"}}
 
 
 class Bicubic(nn.Module):
