@@ -7,9 +7,9 @@ Prints Markdown tables, side by side in one run:
    and x2 at 192x192 as ``csnln upscale`` runs it by default on a CPU (``tile="auto"``: tiles
    of 64 overlapping by 16).
    Each configuration runs in a fresh subprocess: build the model, one small warm-up call,
-   then the fastest of ``--repeat`` timed calls of :class:`csnln.inference.Upscaler` on a random image (tiling and
-   blending included), wall-clock and CPU time; peak memory is the peak RSS (``getrusage``),
-   Python, torch and the model included.
+   then the fastest of ``--repeat`` timed calls of :class:`csnln.inference.Upscaler` on a
+   random image (tiling and blending included), wall-clock and CPU time; peak memory is the
+   peak RSS (``getrusage``), Python, torch and the model included.
 2. the PSNR change bfloat16 causes on Set5 x2: for each image, the HR centre crop 96x96,
    LR = MATLAB bicubic x1/2 of that crop rounded to uint8 (48x48, run whole: one model call),
    output quantised to uint8, PSNR on Y with 2 pixels cropped at each border, fp32 vs bf16;
