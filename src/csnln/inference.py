@@ -57,12 +57,24 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+@contextlib.contextmanager
+def _strict_float32() -> Iterator[None]:
+    """CUDA float32 as float32: no TF32 in convolutions (on by default in PyTorch) or matmuls."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def precision_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """Autocast for bf16/fp16 (fp16 only on GPU); a no-op for fp32."""
+    """Autocast for bf16/fp16 (fp16 only on GPU). fp32 is plain float32, also on a GPU:
+    TF32 (PyTorch's default for CUDA convolutions, 10-bit mantissas) is off inside."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "fp32":
-        return contextlib.nullcontext()
+        return _strict_float32() if device.type == "cuda" else contextlib.nullcontext()
     if precision == "fp16" and device.type == "cpu":
         raise ValueError("fp16 is for GPUs; on the CPU use bf16")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16

@@ -53,6 +53,12 @@ def setup(device: str = "auto") -> DistInfo:
         return DistInfo(device=chosen)
     if chosen.type == "cuda":
         index = chosen.index if chosen.index is not None and world_size <= 1 else local_rank
+        if index >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"process of local rank {local_rank} needs GPU cuda:{index}, but this machine has "
+                f"{torch.cuda.device_count()}: start at most that many processes per node "
+                "(torchrun --nproc_per_node), one per GPU"
+            )
         chosen = torch.device("cuda", index)
         torch.cuda.set_device(chosen)
     owns = False
