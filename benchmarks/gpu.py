@@ -22,6 +22,8 @@ listed). ``--json PATH`` also writes every figure as JSON.
 
     python benchmarks/gpu.py                  # about 3 minutes on an H200
     python benchmarks/gpu.py --only inference --repeat 5
+    python benchmarks/gpu.py --only inference --scales 3 4 --repeat 1
+    python benchmarks/gpu.py --only profile   # where one SEM step's GPU time goes
 """
 
 from __future__ import annotations
@@ -89,6 +91,8 @@ def inference_table(args, deadline: float, results: dict) -> None:
     rows, skipped = [], []
     models: dict[int, csnln.CSNLN] = {}
     for scale, h, w in SIZES:
+        if scale not in args.scales:
+            continue
         if scale not in models:
             models[scale] = paper_model(scale).to(CUDA).eval()
         model = models[scale]
@@ -108,6 +112,7 @@ def inference_table(args, deadline: float, results: dict) -> None:
                 seconds, peak = timed(call, args.repeat)
             except torch.OutOfMemoryError:
                 torch.cuda.empty_cache()
+                rows.append(dict(scale=scale, h=h, w=w, precision=precision, seconds=None))
                 print(f"| x{scale} | {w}x{h} | | {precision} | out of memory | | | |")
                 continue
             base = seconds if precision == "fp32" else base
@@ -169,7 +174,7 @@ def train_table(args, deadline: float, results: dict) -> None:
     print("| setting | precision | checkpointing | seconds/step | peak GB |")
     print("|---|---|---|---|---|")
     rows, skipped = [], []
-    for scale in (2, 4):
+    for scale in [s for s in (2, 4) if s in args.scales]:
         for precision in PRECISIONS:
             for ckpt in ("none", "full"):
                 label = f"x{scale} {precision} {ckpt}"
@@ -219,9 +224,52 @@ def train_table(args, deadline: float, results: dict) -> None:
         print(f"\nnot run (over --budget): {', '.join(skipped)}")
 
 
+def profile_table(args, deadline: float, results: dict) -> None:
+    """Where the time of one SEM step goes: x2, LR 256x192, depth 1, by self CUDA time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model = paper_model(2, depth=1).to(CUDA).eval()
+    lr = torch.rand(1, 3, 192, 256, device=CUDA)
+    for precision in ("fp32", "bf16"):
+        if time.monotonic() > deadline:
+            print(f"\n(profile {precision}: not run, over --budget)")
+            continue
+
+        def call(precision=precision):
+            with torch.no_grad(), precision_context(precision, CUDA):
+                return model(lr)
+
+        call()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            call()
+            torch.cuda.synchronize()
+        averages = prof.key_averages()
+        print(f"\n## Profile: x2, LR 256x192, one SEM step (depth 1), {precision}\n")
+        for key in ("self_device_time_total", "self_cuda_time_total"):
+            try:
+                print(averages.table(sort_by=key, row_limit=14, max_name_column_width=50))
+                break
+            except (AttributeError, KeyError, ValueError):
+                continue
+        results.setdefault("profile", {})[precision] = str(averages)[:20000]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=["inference", "psnr", "train"], action="append")
+    parser.add_argument(
+        "--only",
+        choices=["psnr", "inference", "train", "profile"],
+        action="append",
+        help="run only these sections (repeatable; default: psnr, inference, train)",
+    )
+    parser.add_argument(
+        "--scales",
+        type=int,
+        nargs="+",
+        default=[2, 3, 4],
+        help="scales of the inference and training tables (default: 2 3 4)",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="timed inference calls (median)")
     parser.add_argument("--budget", type=float, default=600, help="seconds; then stop starting")
     parser.add_argument("--json", type=Path, help="also write every figure here")
@@ -236,8 +284,9 @@ def main() -> None:
         f"{torch.__version__}, CUDA {torch.version.cuda}"
     )
     results: dict = {"device": props.name, "torch": torch.__version__}
-    tables = {"psnr": psnr_table, "inference": inference_table, "train": train_table}
-    chosen = [name for name in tables if name in (args.only or tables)]
+    tables = {"psnr": psnr_table, "inference": inference_table, "train": train_table,
+              "profile": profile_table}  # fmt: skip
+    chosen = [name for name in tables if name in (args.only or ["psnr", "inference", "train"])]
     for i, name in enumerate(chosen):
         # Each section gets its share of the time left, so one cannot starve the next.
         share = (deadline - time.monotonic()) / (len(chosen) - i)

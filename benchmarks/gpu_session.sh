@@ -34,7 +34,8 @@ nproc
 
 train() {  # train SCALE STEPS DIR [extra overrides...]
   local scale=$1 steps=$2 dir=$3; shift 3
-  $PY -m csnln train "configs/cpu_small_x$scale.yaml" "steps=$steps" "output_dir=$dir" \
+  # exec: the signal of `timeout` must reach the trainer (which then saves and stops)
+  exec $PY -m csnln train "configs/cpu_small_x$scale.yaml" "steps=$steps" "output_dir=$dir" \
     "train.device=$DEVICE" "data.batch_size=$BATCH" "optim.lr=$LR" data.workers=4 \
     log.progress=false $EXTRA "$@"
 }

@@ -70,7 +70,12 @@ def test_tiled_equals_whole_when_one_tile_covers_on_the_gpu() -> None:
     model = _paper_model(2, depth=1).eval()
     lr = torch.rand(1, 3, 40, 36)
     whole = Upscaler(model, tile=None, device="cuda")(lr)
-    assert torch.equal(Upscaler(model, tile=40, tile_overlap=8, device="cuda")(lr), whole)
+    # One tile is the same single model call as the whole image; but two calls on a GPU are
+    # not bit-identical (cuDNN's transposed convolution is not deterministic): 1-ulp changes.
+    again = Upscaler(model, tile=None, device="cuda")(lr)
+    one_tile = Upscaler(model, tile=40, tile_overlap=8, device="cuda")(lr)
+    ulp = (again - whole).abs().max().item()
+    assert ulp < 1e-6 and (one_tile - whole).abs().max().item() < 1e-6
     tiled = Upscaler(model, tile=24, tile_overlap=8, device="cuda")(lr)
     assert psnr(tiled.clamp(0, 1).cpu(), whole.clamp(0, 1).cpu()) > 30
 
@@ -78,16 +83,16 @@ def test_tiled_equals_whole_when_one_tile_covers_on_the_gpu() -> None:
 def test_max_memory_bounds_the_gpu_memory() -> None:
     model = _paper_model(2, depth=1).to(CUDA).eval()
     budget = 2**30
-    plan = plan_upscale(model, 200, 200, max_memory=budget, device="cuda")
-    assert plan.tile is not None and plan.needed <= budget
-    lr = torch.rand(1, 3, 200, 200, device=CUDA)
+    plan = plan_upscale(model, 320, 320, max_memory=budget, device="cuda")
+    assert plan.tile is not None and plan.needed <= budget  # the whole image would not fit
+    lr = torch.rand(1, 3, 320, 320, device=CUDA)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     start = torch.cuda.memory_allocated()
     out = csnln.upscale(lr, 2, model, max_memory=budget, device="cuda")
     torch.cuda.synchronize()
     peak = torch.cuda.max_memory_allocated() - start
-    assert out.shape == (1, 3, 400, 400)
+    assert out.shape == (1, 3, 640, 640)
     assert peak <= budget, f"peak {peak / 2**20:.0f} MB over the {budget / 2**20:.0f} MB budget"
 
 

@@ -104,7 +104,7 @@ def test_upscaler_options() -> None:
 
 
 def test_auto_plan_whole_when_small_tiles_when_large_on_cpu() -> None:
-    upscaler = Upscaler(csnln.CSNLN(2, n_feats=8, depth=1), max_memory="8GB")
+    upscaler = Upscaler(csnln.CSNLN(2, n_feats=8, depth=1), max_memory="8GB", device="cpu")
     assert upscaler.plan(64, 64).tile is None
     assert upscaler.plan(512, 384).tile is not None
     small_budget = Upscaler(csnln.CSNLN(2), max_memory="300MB", tile=None)
