@@ -5,7 +5,8 @@ Prints Markdown tables, side by side in one run:
 1. seconds and peak memory per image for x2 and x4 at LR 48x48 and 96x96: the whole image at
    once vs overlapping tiles (tile 48, overlap 8, blended), float32 vs bfloat16 (autocast);
    and x2 at 192x192 as ``csnln upscale`` runs it by default on a CPU (``tile="auto"``: tiles
-   of 64 overlapping by 16).
+   of 64 overlapping by 16), also with glibc's malloc defaults (every other row runs with
+   ``csnln.allocator.keep_freed_memory()``, as ``csnln upscale`` does).
    Each configuration runs in a fresh subprocess: build the model, one small warm-up call,
    then the fastest of ``--repeat`` timed calls of :class:`csnln.inference.Upscaler` on a
    random image (tiling and blending included), wall-clock and CPU time; peak memory is the
@@ -25,6 +26,7 @@ meaningless as quality; the *change* bf16 causes is what is measured.
     python benchmarks/inference.py --full   # + x4 at 96x96 and x2 at 128x128 (much longer)
     python benchmarks/inference.py --quick  # x2 at 48x48 and one Set5 image (2-3 minutes)
     python benchmarks/inference.py --psnr-only --weights-x2 runs/x/best.safetensors
+    python benchmarks/inference.py --sizes 2x192 --no-psnr   # one row of the speed table
 """
 
 from __future__ import annotations
@@ -84,11 +86,15 @@ def measure_speed(config: dict) -> dict:
     """Child process: seconds and peak RSS of one Upscaler call."""
     import torch
 
+    from csnln.allocator import keep_freed_memory
+
+    if config["mode"] != "default, glibc malloc defaults":
+        keep_freed_memory()  # as `csnln upscale` and `csnln eval` do
     from csnln.inference import Upscaler
 
     model = build_model(config["scale"], config["weights"], config["depth"])
     warm_up(model, config["precision"])
-    if config["mode"] == "default":
+    if config["mode"].startswith("default"):
         upscaler = Upscaler(model, precision=config["precision"], device="cpu")
     else:
         tile = TILE if config["mode"] == "tiled" else None
@@ -180,6 +186,13 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=3, help="timed calls per cell; the fastest is shown"
     )
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        metavar="SxN",
+        help="only these rows of the speed table, e.g. 2x192 2x96 (scale x LR size)",
+    )
+    parser.add_argument("--no-psnr", action="store_true", help="skip the bf16 PSNR table")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -206,10 +219,13 @@ def main() -> None:
     sizes = [(2, 48)] if args.quick else [(2, 48), (2, 96), (4, 48), (2, 192)]
     if args.full:
         sizes += [(4, 96), (2, 128)]
+    if args.sizes:
+        sizes = [(int(a), int(b)) for a, b in (text.lower().split("x") for text in args.sizes)]
     started = time.perf_counter()
     if not args.psnr_only:
         speed_table(sizes, weights, args.depth, args.repeat)
-    psnr_table(weights[2], args.depth, images=1 if args.quick else 5)
+    if not args.no_psnr:
+        psnr_table(weights[2], args.depth, images=1 if args.quick else 5)
     print(
         f"\nTotal benchmark time: {(time.perf_counter() - started) / 60:.1f} min; "
         f"load average at the end: {os.getloadavg()[0]:.1f}"
@@ -225,7 +241,8 @@ def speed_table(sizes: list[tuple[int, int]], weights: dict, depth: int, repeat:
         " calls, in a fresh process per cell. s = wall-clock seconds; CPU s = CPU time of the"
         " process (all its"
         " threads), less sensitive to other jobs on a shared machine. Peak = the process's"
-        " peak RSS (MB).\n"
+        " peak RSS (MB). Every row runs with `csnln.allocator.keep_freed_memory()` as the"
+        " commands do, except `glibc malloc defaults`.\n"
     )
     print(
         "| scale | LR | mode | model calls | fp32 s | bf16 s | bf16 speed-up | fp32 CPU s "
@@ -235,7 +252,8 @@ def speed_table(sizes: list[tuple[int, int]], weights: dict, depth: int, repeat:
     baseline = None
     for scale, size in sizes:
         if size > 128:
-            modes: tuple[str, ...] = ("default",)  # whole would take minutes on a CPU
+            # (whole would take minutes on a CPU)
+            modes: tuple[str, ...] = ("default", "default, glibc malloc defaults")
         else:
             modes = ("whole",) if size <= TILE else ("whole", "tiled")
         for mode in modes:

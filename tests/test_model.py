@@ -106,6 +106,25 @@ def test_chunked_equals_unchunked(scale: int) -> None:
             assert (model(x) - whole).abs().max().item() < 1e-5
 
 
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_both_softmax_layouts_give_the_same_values_and_gradients(scale: int) -> None:
+    """Keys on dim 1 (the CPU's layout) vs keys last (the GPU's), chosen by hand here."""
+    from csnln.models.attention import CrossScaleAttention
+
+    attention = CrossScaleAttention(8, factor=scale, chunk_size=40).double()
+    x = torch.rand(2, 8, 6 * scale, 4 * scale, dtype=torch.float64, requires_grad=True)
+    results = []
+    for keys_last in (False, True):
+        attention.keys_last = keys_last
+        out = attention(x)
+        grads = torch.autograd.grad(out.square().sum(), [x, *attention.parameters()])
+        results.append((out, grads))
+    (a, grads_a), (b, grads_b) = results
+    torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    for ga, gb in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(ga, gb, rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize(("n_feats", "depth"), [(2, 1), (6, 1), (12, 3)])
 def test_any_even_width_and_depth(n_feats: int, depth: int) -> None:
     model = csnln.CSNLN(2, n_feats=n_feats, depth=depth)

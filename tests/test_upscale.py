@@ -294,8 +294,9 @@ def test_cli_corrupt_input_named_others_processed(tmp_path: Path, capsys) -> Non
     assert _cli(tmp_path / "missing.png", "--model", "bicubic") == 2
 
 
-def test_cli_model_errors(tmp_path: Path, capsys) -> None:
+def test_cli_model_errors(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     Image.fromarray(_u8(_smooth(8, 8))).save(tmp_path / "a.png")
+    monkeypatch.setitem(zoo.BUNDLED, "small", {2: zoo.BUNDLED["small"][2]})  # as if x2 only
     assert _cli(tmp_path / "a.png", "--scale", 3) == 2
     err = capsys.readouterr().err
     assert "no bundled weights are installed for x3" in err and "--model bicubic" in err

@@ -26,8 +26,11 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 #: Bundled model names -> file in ``csnln/weights`` (one per scale); the first name with weights
 #: for a scale is the default of ``csnln upscale``. ``csnln models`` lists what is installed.
-#: "small": n_feats 32, depth 4, trained on this project's CPU (``trained/small_x2/``).
-BUNDLED: dict[str, dict[int, str]] = {"small": {2: "csnln_small_x2.safetensors"}}
+#: "small": n_feats 32, depth 4, trained here (x2 on the development CPU, x3 and x4 on a lent
+#: GPU; ``trained/small_x{2,3,4}/`` hold their configs and logs).
+BUNDLED: dict[str, dict[int, str]] = {
+    "small": {s: f"csnln_small_x{s}.safetensors" for s in (2, 3, 4)},
+}
 
 
 class Bicubic(nn.Module):

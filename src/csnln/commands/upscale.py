@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from ..allocator import keep_freed_memory
 from ..imageio import SUPPORTED_EXTENSIONS, ImageReadError, check_writable, expand_inputs
 from ..inference import DEFAULT_OVERLAP, PRECISIONS, precision_context, resolve_device
 from ..models.network import MIN_INPUT_SIZE
@@ -230,6 +231,7 @@ def _scale_for(args: argparse.Namespace) -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     """Upscale every input; returns the exit status (see the module docstring)."""
+    keep_freed_memory()  # no page-fault churn between model calls (csnln/allocator.py)
     if args.threads is not None:
         if args.threads < 1:
             _error(f"--threads must be at least 1, got {args.threads}")

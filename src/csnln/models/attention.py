@@ -102,6 +102,8 @@ class CrossScaleAttention(nn.Module):
         self.overlap_divisor = overlap_divisor
         self.norm_floor = norm_floor
         self.chunk_size = chunk_size
+        #: Layout of the scores' softmax over the keys: None picks by device (see forward).
+        self.keys_last: bool | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -131,11 +133,20 @@ class CrossScaleAttention(nn.Module):
         rows = max(
             1, queries_per_chunk(self.chunk_size, batch=n, queries=h * w, keys=key.shape[-1]) // w
         )
+        # The softmax over the keys. On a CPU with the keys on dim 1, the layout the paste
+        # reads (the CPU softmax vectorises across the queries; computing it keys-last and
+        # reading it transposed took up to 1.7x longer at LR 96x96). On a GPU keys-last, read
+        # back as a transposed view: CUDA's softmax over a non-last dim is a slow kernel (82%
+        # of one SEM step's time at x2, LR 256x192, H200: benchmarks/results/gpu.md).
+        keys_last = x.is_cuda if self.keys_last is None else self.keys_last
         bands = []
         for top in range(0, h, rows):
             bottom = min(h, top + rows)
             band = F.unfold(query[:, :, top : bottom + 2 * half], p)  # N, C/2 p p, R W
-            attn = torch.softmax(torch.bmm(key_t, band), dim=1)  # N, L, R W: over the keys
+            if keys_last:  # N, R W, L: softmax along contiguous memory, a view back
+                attn = torch.softmax(torch.bmm(band.transpose(1, 2), key), dim=-1).transpose(1, 2)
+            else:
+                attn = torch.softmax(torch.bmm(key_t, band), dim=1)  # N, L, R W: over the keys
             attn = attn.view(n, h // u, w // u, bottom - top, w)
             paste = torch.bmm(values, _shift_sum(attn, p).flatten(1, 2).flatten(2))
             # N, C u u, (R + p - 1)(W + p - 1) -> the band's canvas N, C, u(R + p - 1), u(W + p - 1)
