@@ -2,16 +2,19 @@
 
 PyTorch's CPU tensors come straight from ``malloc``. With glibc's defaults a freed block of a
 few MB or more goes back to the operating system (``munmap``, or heap trimming), so the next
-tensor of that size page-faults again and the kernel zeroes its pages: in a CSNLN forward pass,
-which allocates and frees the same large feature maps step after step, that kernel time was
-~25% of the wall-clock time of a bf16 call on 2 cores (``benchmarks/inference.py``, x2 192x192
-in tiles of 64: system time 63 s of 345 s CPU time by default, 1 s with these settings; bf16
-16.6 s instead of 22.2 s). With :func:`keep_freed_memory` blocks below 1 GB come from the heap
-and freed memory stays mapped for reuse; peak memory was unchanged there.
+tensor of that size page-faults again and the kernel zeroes its pages: a CSNLN forward pass
+allocates and frees the same large feature maps step after step. ``benchmarks/inference.py``
+(x2, LR 192x192, tiles of 64, paper-size model, side by side in one run): bf16 15.8 s with
+:func:`keep_freed_memory`, 23.1 s with glibc's defaults; fp32 36.1 s and 43.5 s.
 
-``csnln upscale`` and ``csnln eval`` call it at start. Training does not: over thousands of
-steps, heap allocation of big blocks can fragment and grow the resident size (see
-``benchmarks/train_step.py``). A no-op outside Linux/glibc.
+The price is memory: blocks below 1 GB then come from the heap, which fragments, and freed
+memory stays in the process. Peak resident memory of whole-image calls rose (x2 LR 96x96
+fp32: 930 MB, against 489 MB in the previous run of the same benchmark; x4 LR 48x48 fp32:
+991 MB against 623 MB), while the tiled default plan's did not (523 MB against 550 MB).
+
+``csnln upscale`` and ``csnln eval`` call it at start unless ``--max-memory`` is given (a
+budget must hold). Training does not: over thousands of steps the heap's fragmentation can
+grow the resident size (see ``benchmarks/train_step.py``). A no-op outside Linux/glibc.
 """
 
 from __future__ import annotations

@@ -132,7 +132,8 @@ def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: A
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table, write the requested files; returns the exit status."""
-    keep_freed_memory()  # no page-fault churn between model calls (csnln/allocator.py)
+    if args.max_memory is None:  # (it raises peak memory: not when a budget is given)
+        keep_freed_memory()  # no page-fault churn between model calls (csnln/allocator.py)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", UnreadableImageWarning)

@@ -231,7 +231,8 @@ def _scale_for(args: argparse.Namespace) -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     """Upscale every input; returns the exit status (see the module docstring)."""
-    keep_freed_memory()  # no page-fault churn between model calls (csnln/allocator.py)
+    if args.max_memory is None:  # (it raises peak memory: not when a budget is given)
+        keep_freed_memory()  # no page-fault churn between model calls (csnln/allocator.py)
     if args.threads is not None:
         if args.threads < 1:
             _error(f"--threads must be at least 1, got {args.threads}")
