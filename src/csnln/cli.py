@@ -15,6 +15,7 @@ COMMANDS = {
     "eval": ("evaluate", "PSNR/SSIM on benchmark folders, as in the papers' tables"),
     "train": ("train", "train a model from a YAML config"),
     "models": ("models", "list the bundled models and inspect checkpoints"),
+    "demo": ("demo", "the bundled model on a sample image, against bicubic"),
 }
 
 
