@@ -16,6 +16,7 @@ COMMANDS = {
     "train": ("train", "train a model from a YAML config"),
     "models": ("models", "list the bundled models and inspect checkpoints"),
     "demo": ("demo", "the bundled model on a sample image, against bicubic"),
+    "attention": ("attention", "picture where the attentions look for one pixel"),
 }
 
 

@@ -115,14 +115,7 @@ class CrossScaleAttention(nn.Module):
 
         value = self.value(x)  # N, C, H, W
         query = self.query(x)  # N, C/2, H, W
-        small = F.interpolate(x, size=(h // u, w // u), mode="bilinear", align_corners=False)
-        key = self.key(small)  # N, C/2, H/u, W/u
-
-        # Keys: p x p patches on the small grid, L2-normalised (temperature folded in):
-        # N, C/2 p p, L.
-        key = F.unfold(key, p, padding=half)
-        key = key / key.norm(dim=1, keepdim=True).clamp_min(self.norm_floor)
-        key = key * self.temperature
+        key = self.patch_keys(x)  # N, C/2 p p, L
         # Values, rearranged so that the paste is one matmul: the u x u block of the input grid
         # under each small-grid position l, N, C u u, L (see `_shift_sum`).
         values = F.pixel_unshuffle(value, u).flatten(2)
@@ -162,6 +155,15 @@ class CrossScaleAttention(nn.Module):
                 top += band.shape[-2] // u - 2 * half
         out = canvas[:, :, pad : pad + u * h, pad : pad + u * w] / self.overlap_divisor
         return out.to(value.dtype)
+
+    def patch_keys(self, x: torch.Tensor) -> torch.Tensor:
+        """The keys: p x p patches of the key map of ``x`` downscaled by ``factor``, each
+        L2-normalised, temperature folded in: N, C/2 p p, L (L = H/u W/u, row-major)."""
+        h, w = x.shape[-2:]
+        u, p = self.factor, self.patch_size
+        small = F.interpolate(x, size=(h // u, w // u), mode="bilinear", align_corners=False)
+        key = F.unfold(self.key(small), p, padding=p // 2)  # N, C/2 p p, L
+        return key / key.norm(dim=1, keepdim=True).clamp_min(self.norm_floor) * self.temperature
 
 
 class _ShiftSum(torch.autograd.Function):
