@@ -76,6 +76,10 @@ def attention_maps(model: nn.Module, lr: torch.Tensor, at: tuple[int, int]) -> l
         for module in model.modules()
         if isinstance(module, kinds)
     ]
+    # The network pads the image to a multiple of its attention factor; the attentions run on
+    # that grid (and at x4 also on twice it).
+    m = int(getattr(model, "size_multiple", 1))
+    padded_h, padded_w = h + -h % m, w + -w % m
     try:
         with torch.no_grad():
             model(lr)
@@ -83,9 +87,8 @@ def attention_maps(model: nn.Module, lr: torch.Tensor, at: tuple[int, int]) -> l
             maps = []
             for module, x in inputs:
                 gh, gw = x.shape[-2:]
-                # The pixel on this grid (padded to a multiple of the scale, or 2x at x4).
-                y = min(gh - 1, int(row * gh / (h + (-h % _multiple(model)))))
-                x_ = min(gw - 1, int(col * gw / (w + (-w % _multiple(model)))))
+                y = min(gh - 1, row * gh // padded_h)  # the pixel on this grid
+                x_ = min(gw - 1, col * gw // padded_w)
                 if isinstance(module, InScaleAttention):
                     kind, weights = "in-scale", _in_scale_row(module, x, y, x_)
                 else:
@@ -97,10 +100,6 @@ def attention_maps(model: nn.Module, lr: torch.Tensor, at: tuple[int, int]) -> l
         for handle in handles:
             handle.remove()
     return maps
-
-
-def _multiple(model: nn.Module) -> int:
-    return int(getattr(model, "size_multiple", 1))
 
 
 def attention_picture(

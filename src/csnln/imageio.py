@@ -39,6 +39,7 @@ __all__ = [
     "to_array",
     "to_pil",
     "write_image",
+    "write_picture",
 ]
 
 PathLike: TypeAlias = "str | os.PathLike[str]"
@@ -715,3 +716,16 @@ def _write_png16(stream: BinaryIO, arr: np.ndarray, icc: bytes | None, exif: byt
             stream.write(_chunk(b"IDAT", compressed))
     stream.write(_chunk(b"IDAT", deflate.flush()))
     stream.write(_chunk(b"IEND", b""))
+
+
+def write_picture(
+    path: PathLike,
+    picture: Image.Image,
+    *,
+    icc_profile: bytes | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a made-up RGB picture (a comparison, a heat map) with :func:`write_image`."""
+    pixels = np.asarray(picture.convert("RGB")).copy()
+    rgb = torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255)
+    return write_image(path, rgb, icc_profile=icc_profile, overwrite=overwrite)

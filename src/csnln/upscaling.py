@@ -55,6 +55,7 @@ from .imageio import (
     to_array,
     to_pil,
     write_image,
+    write_picture,
 )
 from .inference import (
     DEFAULT_OVERLAP,
@@ -733,5 +734,4 @@ def write_comparison(
 ) -> Path:
     """Write :func:`make_comparison` of ``lr`` and ``sr`` to ``path`` (atomically)."""
     image = make_comparison(lr, sr, grey=grey, label=label)
-    pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float().div_(255)
-    return write_image(path, pixels, icc_profile=icc_profile, overwrite=overwrite)
+    return write_picture(path, image, icc_profile=icc_profile, overwrite=overwrite)

@@ -16,15 +16,15 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..attention_maps import attention_maps, attention_picture
 from ..evaluation import load_rgb
-from ..imageio import write_image
+from ..imageio import write_picture
 from ..models.official import CheckpointError
 from ..upscaling import default_model_name
 from ..zoo import load_model
+from . import exists_error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,10 +55,9 @@ def run(args: argparse.Namespace) -> int:
         picture = attention_picture(lr, maps)
         source = Path(args.image)
         out = Path(args.output or source.with_name(f"{source.stem}_attention.png"))
-        pixels = torch.from_numpy(np.asarray(picture).copy()).permute(2, 0, 1).float() / 255
-        write_image(out, pixels, overwrite=args.overwrite)
+        write_picture(out, picture, overwrite=args.overwrite)
     except FileExistsError as exc:
-        print(f"error: {str(exc).replace('pass overwrite', 'pass --overwrite')}", file=sys.stderr)
+        print(exists_error(exc), file=sys.stderr)
         return 1
     except (FileNotFoundError, ValueError, LookupError, CheckpointError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

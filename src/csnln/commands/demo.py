@@ -19,6 +19,7 @@ from ..allocator import keep_freed_memory
 from ..demo import demo
 from ..inference import PRECISIONS
 from ..models.official import CheckpointError
+from . import exists_error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
         )
     except FileExistsError as exc:
-        print(f"error: {str(exc).replace('pass overwrite', 'pass --overwrite')}", file=sys.stderr)
+        print(exists_error(exc), file=sys.stderr)
         return 1
     except (FileNotFoundError, ValueError, LookupError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)

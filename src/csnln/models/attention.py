@@ -128,9 +128,10 @@ class CrossScaleAttention(nn.Module):
         )
         # The softmax over the keys. On a CPU with the keys on dim 1, the layout the paste
         # reads (the CPU softmax vectorises across the queries; computing it keys-last and
-        # reading it transposed took up to 1.7x longer at LR 96x96). On a GPU keys-last, read
-        # back as a transposed view: CUDA's softmax over a non-last dim is a slow kernel (82%
-        # of one SEM step's time at x2, LR 256x192, H200: benchmarks/results/gpu.md).
+        # reading it transposed took up to 1.7x longer at LR 96x96 in an ad hoc timing). On a
+        # GPU keys-last, read back as a transposed view: CUDA's softmax over a non-last dim is
+        # a slow kernel (82% of one SEM step's time at x2, LR 256x192, H200:
+        # benchmarks/results/gpu.md).
         keys_last = x.is_cuda if self.keys_last is None else self.keys_last
         bands = []
         for top in range(0, h, rows):
