@@ -8,17 +8,21 @@ import torch.nn.functional as F
 
 import csnln
 from csnln.inference import (
+    Plan,
     Upscaler,
     chop_tile_count,
     estimate_memory,
+    fast_bf16,
     parse_memory,
     precision_context,
+    resolve_precision,
     run_chop,
     run_tiled,
     self_ensemble,
     tile_for_memory,
     tile_starts,
 )
+from csnln.models import Bicubic, TilePlan, describe
 
 
 def nearest(scale: int):
@@ -125,3 +129,52 @@ def test_memory_model() -> None:
     assert parse_memory("4GB") == 4 * 2**30 and parse_memory("512 MB") == 512 * 2**20
     with pytest.raises(ValueError, match="4 parsecs"):
         parse_memory("4 parsecs")
+
+
+def test_batched_tiles_equal_one_at_a_time() -> None:
+    torch.manual_seed(0)
+    model = csnln.CSNLN(2, n_feats=8, depth=2).eval()
+    x = torch.rand(2, 3, 37, 45)
+    calls: list[int] = []
+
+    def forward(piece: torch.Tensor) -> torch.Tensor:
+        calls.append(piece.shape[0])
+        with torch.no_grad():
+            return model(piece)
+
+    one = run_tiled(forward, x, scale=2, tile=16, overlap=4, batch=2)
+    assert set(calls) == {2}  # one tile (of both images) per call
+    calls.clear()
+    ticks: list[int] = []
+    many = run_tiled(
+        forward, x, scale=2, tile=16, overlap=4, batch=10, on_tile=lambda: ticks.append(1)
+    )
+    tiles = len(tile_starts(37, 16, 4)) * len(tile_starts(45, 16, 4))
+    assert len(ticks) == tiles and sum(calls) == 2 * tiles and max(calls) == 10
+    assert torch.allclose(one, many, atol=1e-5)
+
+
+def test_auto_plan_is_the_models_measured_plan_on_cpu() -> None:
+    model = csnln.CSNLN(2, n_feats=8, depth=1)
+    model.tile_plan = TilePlan(tile=16, overlap=3, batch=4)
+    assert model.descriptor.tile_plan == model.tile_plan
+    upscaler = Upscaler(model, device="cpu", max_memory="8GB")
+    assert upscaler.plan(40, 50) == Plan(tile=16, overlap=3, batch=4)
+    assert upscaler.plan(16, 12).tile is None  # fits in one tile: whole
+    explicit = Upscaler(model, device="cpu", tile=24, tile_overlap=5, tile_batch=2)
+    assert explicit.plan(40, 50) == Plan(tile=24, overlap=5, batch=2)
+    # A budget too small for 4 tiles per call runs fewer per call before smaller tiles.
+    descriptor = model.descriptor
+    budget = descriptor.memory(16 * 2, 16) + 1
+    assert Upscaler(model, device="cpu", max_memory=budget).plan(40, 50).batch == 2
+
+
+def test_precision_auto_and_descriptors() -> None:
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if fast_bf16(cpu) else "fp32")
+    assert resolve_precision("fp32", cpu) == "fp32"
+    with pytest.raises(ValueError, match="fp16 is for GPUs"):
+        resolve_precision("fp16", cpu)
+    assert describe(Bicubic(3)) == Bicubic(3).descriptor and not Bicubic(3).descriptor.tileable
+    with pytest.raises(TypeError, match="Conv2d is not a model csnln can run"):
+        describe(torch.nn.Conv2d(3, 3, 1))

@@ -129,7 +129,7 @@ def test_default_model_needs_bundled_weights(
     # Once weights are listed in zoo.BUNDLED and installed, model=None finds them.
     csnln.save_checkpoint(tiny, tmp_path / "tiny_x2.safetensors")
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path)
-    monkeypatch.setitem(zoo.BUNDLED, "tiny", {2: "tiny_x2.safetensors"})
+    monkeypatch.setitem(zoo.BUNDLED, "tiny", zoo.BundledModel({2: "tiny_x2.safetensors"}, {}))
     assert upscaling.default_model_name(2) == "tiny"
     image = _smooth(8, 8)
     np.testing.assert_array_equal(csnln.upscale(image, 2), csnln.upscale(image, 2, tiny))
@@ -296,7 +296,10 @@ def test_cli_corrupt_input_named_others_processed(tmp_path: Path, capsys) -> Non
 
 def test_cli_model_errors(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     Image.fromarray(_u8(_smooth(8, 8))).save(tmp_path / "a.png")
-    monkeypatch.setitem(zoo.BUNDLED, "small", {2: zoo.BUNDLED["small"][2]})  # as if x2 only
+    small = zoo.BUNDLED["small"]
+    monkeypatch.setitem(  # as if x2 only
+        zoo.BUNDLED, "small", zoo.BundledModel({2: small.files[2]}, small.tile_plans)
+    )
     assert _cli(tmp_path / "a.png", "--scale", 3) == 2
     err = capsys.readouterr().err
     assert "no bundled weights are installed for x3" in err and "--model bicubic" in err

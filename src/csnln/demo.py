@@ -46,7 +46,7 @@ def demo(
     output_dir: str | Path = ".",
     *,
     model: str | None = None,
-    precision: str = "fp32",
+    precision: str = "auto",
     device: str = "auto",
     overwrite: bool = False,
 ) -> DemoResult:

@@ -57,7 +57,7 @@ from tqdm import tqdm
 
 from .data.imresize import imresize, modcrop
 from .files import atomic_write
-from .inference import DEFAULT_OVERLAP, Upscaler
+from .inference import Upscaler
 from .metrics import psnr, ssim
 from .zoo import Bicubic, load_model
 
@@ -398,7 +398,8 @@ def _upscalers(
     """One :class:`Upscaler` per scale (models loaded up front, so errors come early)."""
     defaults = {
         "tile": "auto",
-        "tile_overlap": DEFAULT_OVERLAP,
+        "tile_overlap": None,
+        "tile_batch": None,
         "chop": False,
         "self_ensemble": False,
         "precision": "fp32",
@@ -457,7 +458,8 @@ def evaluate(
     *,
     self_ensemble: bool = False,
     tile: int | Literal["auto"] | None = "auto",
-    tile_overlap: int = DEFAULT_OVERLAP,
+    tile_overlap: int | None = None,
+    tile_batch: int | None = None,
     chop: bool = False,
     precision: str = "fp32",
     device: str | torch.device = "auto",
@@ -496,6 +498,7 @@ def evaluate(
     options = {
         "tile": tile,
         "tile_overlap": tile_overlap,
+        "tile_batch": tile_batch,
         "chop": chop,
         "self_ensemble": self_ensemble,
         "precision": precision,

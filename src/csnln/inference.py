@@ -9,6 +9,7 @@ Every function here takes LR batches ``N x 3 x h x w`` (float, [0, 1]) and retur
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -18,26 +19,19 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .models.network import CSNLN, MIN_INPUT_SIZE
+from .models.descriptor import PRECISIONS, ModelDescriptor, TilePlan, describe
+from .models.network import MIN_INPUT_SIZE
 
-Precision = Literal["fp32", "bf16", "fp16"]
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+PRECISION_CHOICES: tuple[str, ...] = ("auto", *PRECISIONS)
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
-#: Growth of peak memory during one float32 forward pass (batch 1, n_feats 128, default
-#: chunking) as ``bytes_per_lr_pixel * h * w + constant`` per scale, an upper bound of the
-#: measurements of benchmarks/memory_model.py. Scaled by n_feats and the precision.
-MEMORY_MODEL: dict[int, tuple[int, int]] = {
-    # Measured 2026-11-25 on the development machine (2 cores, PyTorch 2.13 CPU).
-    2: (17_472, 234_000_000),
-    3: (25_029, 457_000_000),
-    4: (48_331, 283_000_000),
-}
-
-#: Default on the CPU: the largest LR tile (pixels) run in one piece. The attentions make the
-#: cost per pixel grow with the tile's pixel count, so big tiles are slow on a CPU, not only big.
+#: The plan for a model nobody measured a plan for (``ModelDescriptor.tile_plan`` None), on a
+#: CPU: whole images up to this many LR pixels (the attentions' cost per pixel grows with the
+#: piece), else tiles of 64 overlapping by 16.
 CPU_TILE_PIXELS = 96 * 96
-DEFAULT_CPU_TILE = 64
+GENERIC_CPU_PLAN = TilePlan(tile=64, overlap=16, batch=1)
+#: Overlap of an explicit ``tile`` when none is given (capped at a quarter of the tile).
 DEFAULT_OVERLAP = 16
 
 
@@ -68,11 +62,47 @@ def _strict_float32() -> Iterator[None]:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 runs fast here: a CUDA GPU that supports it, or a CPU with bf16 matrix
+    instructions (AVX512-BF16 or AMX), where oneDNN's bf16 kernels beat float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_precision(
+    precision: str, device: torch.device, descriptor: ModelDescriptor | None = None
+) -> str:
+    """``"auto"`` -> ``"bf16"`` where bf16 is fast (:func:`fast_bf16`) and the model runs in it,
+    else ``"fp32"``; an explicit precision is checked against the device and the model."""
+    if precision == "auto":
+        supported = PRECISIONS if descriptor is None else descriptor.precisions
+        return "bf16" if "bf16" in supported and fast_bf16(device) else "fp32"
+    precision_context(precision, device)  # validates
+    if descriptor is not None and precision not in descriptor.precisions:
+        raise ValueError(f"this model runs in {', '.join(descriptor.precisions)}, not {precision}")
+    return precision
+
+
 def precision_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
     """Autocast for bf16/fp16 (fp16 only on GPU). fp32 is plain float32, also on a GPU:
     TF32 (PyTorch's default for CUDA convolutions, 10-bit mantissas) is off inside."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise ValueError(
+            f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}"
+        )
     if precision == "fp32":
         return _strict_float32() if device.type == "cuda" else contextlib.nullcontext()
     if precision == "fp16" and device.type == "cpu":
@@ -116,27 +146,27 @@ def parse_memory(text: str | int | float) -> int:
 
 
 def estimate_memory(model: nn.Module, h: int, w: int, *, precision: str = "fp32") -> int:
-    """Estimated peak bytes of one forward pass of ``model`` on an ``h x w`` LR image."""
-    scale = int(getattr(model, "scale", 4))
-    per_pixel, constant = MEMORY_MODEL.get(scale, MEMORY_MODEL[4])
-    width = int(getattr(model, "n_feats", 128)) / 128
+    """Estimated peak bytes of one forward pass of ``model`` on ``h x w`` LR pixels (a batch
+    of tiles counts all of its pixels)."""
     # bf16/fp16 need less, but only float32 was measured: its bound is used for all precisions.
     del precision
-    return int(per_pixel * width * h * w + constant)
+    return describe(model).memory(h, w)
 
 
-def tile_for_memory(model: nn.Module, budget: int, *, precision: str = "fp32") -> int:
-    """The largest square LR tile whose estimated peak fits ``budget`` bytes."""
-    scale = int(getattr(model, "scale", 4))
-    per_pixel, constant = MEMORY_MODEL.get(scale, MEMORY_MODEL[4])
-    unit = estimate_memory(model, 1, 1, precision=precision) - constant
+def tile_for_memory(
+    model: nn.Module, budget: int, *, precision: str = "fp32", batch: int = 1
+) -> int:
+    """The largest square LR tile whose estimated peak, ``batch`` tiles per call, fits
+    ``budget`` bytes."""
+    descriptor = describe(model)
+    constant, unit = descriptor.memory_constant, descriptor.memory_per_pixel * batch
     if budget <= constant + unit * MIN_INPUT_SIZE**2:
         raise MemoryError(
             f"a memory budget of {budget / 2**30:.2f} GB cannot fit even a "
             f"{MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} tile (the model alone needs about "
             f"{constant / 2**30:.2f} GB)"
         )
-    return max(MIN_INPUT_SIZE, int(math.sqrt((budget - constant) / unit)))
+    return max(MIN_INPUT_SIZE, int(math.sqrt((budget - constant) / max(unit, 1))))
 
 
 def available_memory(device: torch.device) -> int:
@@ -196,6 +226,7 @@ def run_tiled(
     scale: int,
     tile: int | None,
     overlap: int = DEFAULT_OVERLAP,
+    batch: int = 1,
     on_tile: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Run ``forward`` on overlapping ``tile x tile`` LR tiles and blend them without seams.
@@ -203,7 +234,9 @@ def run_tiled(
     Where two tiles overlap, their outputs are cross-faded with linear weights over the
     overlap (image borders are not faded), so each output pixel is a convex combination of the
     tiles covering it. With one tile covering the image (or ``tile=None``) this is exactly
-    ``forward(lr)``.
+    ``forward(lr)``. ``batch`` tiles (all of one size) go through ``forward`` in one call, as
+    one batch: small tiles alone leave the CPU's matrix kernels underfed. ``on_tile`` is
+    called once per tile.
     """
     n, _, h, w = lr.shape
     if tile is None or (tile >= h and tile >= w):
@@ -214,25 +247,35 @@ def run_tiled(
     tile = max(tile, MIN_INPUT_SIZE)
     overlap = min(overlap, tile - 1)
     ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+    th, tw = min(tile, h), min(tile, w)
     s = scale
+    # Linear fades over the actual overlap with the neighbour on each side, per row/column.
+    row_fades = [
+        (ys[i - 1] + th - y if i else 0, y + th - ys[i + 1] if i + 1 < len(ys) else 0)
+        for i, y in enumerate(ys)
+    ]
+    col_fades = [
+        (xs[j - 1] + tw - x if j else 0, x + tw - xs[j + 1] if j + 1 < len(xs) else 0)
+        for j, x in enumerate(xs)
+    ]
+    tiles = [(i, j) for i in range(len(ys)) for j in range(len(xs))]
     out = weight = None
-    for y in ys:
-        for x in xs:
-            th, tw = min(tile, h), min(tile, w)
-            sr = forward(lr[:, :, y : y + th, x : x + tw]).float()
-            if out is None:
-                out = sr.new_zeros(n, sr.shape[1], s * h, s * w)
-                weight = sr.new_zeros(1, 1, s * h, s * w)
-            # Fade over the actual overlap with the neighbouring tile on each side.
-            top = (ys[ys.index(y) - 1] + th - y) if y > 0 else 0
-            bottom = (y + th - ys[ys.index(y) + 1]) if y + th < h else 0
-            left = (xs[xs.index(x) - 1] + tw - x) if x > 0 else 0
-            right = (x + tw - xs[xs.index(x) + 1]) if x + tw < w else 0
-            wy = _ramp(s * th, s * top, s * bottom, sr.device, sr.dtype)
-            wx = _ramp(s * tw, s * left, s * right, sr.device, sr.dtype)
+    per_call = max(1, batch // n)  # tiles per call; each tile holds all n images
+    for first in range(0, len(tiles), per_call):
+        group = tiles[first : first + per_call]
+        pieces = [lr[:, :, ys[i] : ys[i] + th, xs[j] : xs[j] + tw] for i, j in group]
+        sr = forward(torch.cat(pieces) if len(pieces) > 1 else pieces[0]).float()
+        if out is None:
+            out = sr.new_zeros(n, sr.shape[1], s * h, s * w)
+            weight = sr.new_zeros(1, 1, s * h, s * w)
+        for k, (i, j) in enumerate(group):
+            y, x = ys[i], xs[j]
+            wy = _ramp(s * th, s * row_fades[i][0], s * row_fades[i][1], sr.device, sr.dtype)
+            wx = _ramp(s * tw, s * col_fades[j][0], s * col_fades[j][1], sr.device, sr.dtype)
             window = wy[:, None] * wx[None, :]
-            out[:, :, s * y : s * (y + th), s * x : s * (x + tw)] += sr * window
-            weight[:, :, s * y : s * (y + th), s * x : s * (x + tw)] += window
+            region = (..., slice(s * y, s * (y + th)), slice(s * x, s * (x + tw)))
+            out[region] += sr[k * n : (k + 1) * n] * window
+            weight[region] += window
             if on_tile:
                 on_tile()
     assert out is not None and weight is not None
@@ -339,12 +382,14 @@ def self_ensemble(forward: Forward, lr: torch.Tensor) -> torch.Tensor:
 # --- the bundle --------------------------------------------------------------------------------
 
 
-@dataclass
-class TilePlan:
-    """How an image is cut: ``tile`` LR pixels square (None: whole), or the authors' chop."""
+@dataclass(frozen=True)
+class Plan:
+    """How one image is cut: ``tile`` LR pixels square (None: whole) overlapping by
+    ``overlap``, ``batch`` tiles per model call, or the authors' chop."""
 
     tile: int | None
     overlap: int
+    batch: int = 1
     chop: bool = False
 
     def tiles(self, h: int, w: int, scale: int) -> int:
@@ -356,10 +401,15 @@ class TilePlan:
 class Upscaler:
     """A model plus the options of how to run it on whole images.
 
-    ``tile``: an LR tile size, ``None`` for whole images, or ``"auto"`` (the default): whole
-    images when they fit the memory budget (``max_memory``, default half the free memory of
-    the device) and, on a CPU, the compute budget (:data:`CPU_TILE_PIXELS`); otherwise the
-    largest tile that fits both. ``chop=True`` uses the authors' tiling instead.
+    ``tile``: an LR tile size, ``None`` for whole images, or ``"auto"`` (the default). On a CPU,
+    "auto" is the tile plan measured for the model (``model.descriptor.tile_plan``: tile,
+    overlap and tiles per call; images no larger than one tile run whole), or for a model
+    without one, whole images up to :data:`CPU_TILE_PIXELS` and tiles of 64 beyond. On a GPU,
+    "auto" is the whole image when it fits the memory budget, else the largest tile that does.
+    The memory budget (``max_memory``, default half the free memory of the device) bounds
+    every plan. ``tile_overlap`` and ``tile_batch`` (tiles per model call) default to the
+    plan's. ``chop=True`` uses the authors' tiling instead. ``precision="auto"``: bf16 where it
+    is fast (:func:`fast_bf16`), else fp32.
     """
 
     def __init__(
@@ -367,7 +417,8 @@ class Upscaler:
         model: nn.Module,
         *,
         tile: int | Literal["auto"] | None = "auto",
-        tile_overlap: int = DEFAULT_OVERLAP,
+        tile_overlap: int | None = None,
+        tile_batch: int | None = None,
         chop: bool = False,
         self_ensemble: bool = False,
         precision: str = "fp32",
@@ -375,7 +426,8 @@ class Upscaler:
         max_memory: int | str | None = None,
     ) -> None:
         self.device = resolve_device(device)
-        precision_context(precision, self.device)  # validate early
+        self.descriptor = describe(model)
+        self.precision = resolve_precision(precision, self.device, self.descriptor)
         if (
             tile is not None
             and tile != "auto"
@@ -384,15 +436,17 @@ class Upscaler:
             raise ValueError(
                 f"tile must be an integer >= {MIN_INPUT_SIZE}, 'auto' or None, got {tile!r}"
             )
-        if tile_overlap < 0:
+        if tile_overlap is not None and tile_overlap < 0:
             raise ValueError(f"tile overlap must be >= 0, got {tile_overlap}")
+        if tile_batch is not None and tile_batch < 1:
+            raise ValueError(f"tiles per call must be >= 1, got {tile_batch}")
         self.model = model.to(self.device).eval()
-        self.scale = int(model.scale)
+        self.scale = self.descriptor.scale
         self.tile = tile
         self.tile_overlap = tile_overlap
+        self.tile_batch = tile_batch
         self.chop = chop
         self.self_ensemble = self_ensemble
-        self.precision = precision
         self.max_memory = None if max_memory is None else parse_memory(max_memory)
 
     def memory_budget(self) -> int:
@@ -400,28 +454,55 @@ class Upscaler:
             self.max_memory if self.max_memory is not None else available_memory(self.device) // 2
         )
 
-    def plan(self, h: int, w: int) -> TilePlan:
+    def _fit(self, tile: int, batch: int, budget: int | None) -> tuple[int, int]:
+        """``(tile, batch)`` shrunk until ``batch`` tiles per call fit ``budget``: fewer tiles
+        per call first, then smaller tiles."""
+        if budget is None:
+            return tile, batch
+        while batch > 1 and self.descriptor.memory(tile * batch, tile) > budget:
+            batch //= 2
+        fit = tile_for_memory(self.model, budget, precision=self.precision)
+        return min(tile, fit), batch
+
+    def plan(self, h: int, w: int) -> Plan:
         """The tiling this upscaler uses for an ``h x w`` LR image."""
         if self.chop:
-            return TilePlan(tile=None, overlap=0, chop=True)
-        if not isinstance(self.model, CSNLN):
-            # No attention (e.g. bicubic): nothing to bound, and tiling would change the result.
-            return TilePlan(
-                tile=None if self.tile == "auto" else self.tile, overlap=self.tile_overlap
-            )
+            return Plan(tile=None, overlap=0, chop=True)
+        descriptor = self.descriptor
+        if not descriptor.tileable:
+            # Nothing to bound, and tiling would change the result (e.g. bicubic).
+            return Plan(tile=None if self.tile == "auto" else self.tile, overlap=self._overlap(0))
+        preferred = descriptor.tile_plan
+        if self.device.type == "cpu" and preferred is None:
+            preferred = GENERIC_CPU_PLAN
+        batch = self.tile_batch or (preferred.batch if preferred else 1)
         if self.tile != "auto":
-            if self.max_memory is not None and self.tile is not None:
-                fit = tile_for_memory(self.model, self.max_memory, precision=self.precision)
-                return TilePlan(tile=min(self.tile, fit), overlap=self.tile_overlap)
-            return TilePlan(tile=self.tile, overlap=self.tile_overlap)
-        fit = tile_for_memory(self.model, self.memory_budget(), precision=self.precision)
-        limit = fit
-        if self.device.type == "cpu":
-            limit = min(limit, int(math.sqrt(CPU_TILE_PIXELS)))
-        if h * w <= limit * limit and max(h, w) <= fit:
-            return TilePlan(tile=None, overlap=self.tile_overlap)
-        tile = min(limit, DEFAULT_CPU_TILE) if self.device.type == "cpu" else limit
-        return TilePlan(tile=tile, overlap=min(self.tile_overlap, tile // 4))
+            if self.tile is None:
+                return Plan(tile=None, overlap=self._overlap(0), batch=1)
+            tile, batch = self._fit(self.tile, batch, self.max_memory)
+            return Plan(tile=tile, overlap=self._overlap(DEFAULT_OVERLAP), batch=batch)
+        budget = self.memory_budget()
+        fit = tile_for_memory(self.model, budget, precision=self.precision)
+        if self.device.type != "cpu" or preferred is None:  # a GPU: whole when it fits
+            if h * w <= fit * fit and max(h, w) <= fit:
+                return Plan(tile=None, overlap=self._overlap(0))
+            return Plan(tile=fit, overlap=self._overlap(DEFAULT_OVERLAP, cap=fit), batch=1)
+        whole = (
+            h * w <= CPU_TILE_PIXELS  # the generic plan: whole images up to CPU_TILE_PIXELS
+            if descriptor.tile_plan is None
+            else h <= preferred.tile and w <= preferred.tile
+        )
+        if whole and max(h, w) <= fit:
+            return Plan(tile=None, overlap=self._overlap(0))
+        tile, batch = self._fit(preferred.tile, batch, budget)
+        overlap = self._overlap(preferred.overlap, cap=tile if tile < preferred.tile else None)
+        return Plan(tile=tile, overlap=overlap, batch=batch)
+
+    def _overlap(self, default: int, *, cap: int | None = None) -> int:
+        overlap = self.tile_overlap if self.tile_overlap is not None else default
+        if cap is not None and self.tile_overlap is None:
+            overlap = min(overlap, cap // 4)
+        return overlap
 
     def _forward(self, lr: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), precision_context(self.precision, self.device):
@@ -452,6 +533,7 @@ class Upscaler:
                 scale=self.scale,
                 tile=plan.tile,
                 overlap=plan.overlap,
+                batch=plan.batch * x.shape[0],
                 on_tile=on_tile,
             )
 
@@ -460,5 +542,5 @@ class Upscaler:
         return run(lr)
 
     def tiles_per_image(self, h: int, w: int) -> int:
-        """How many model calls one ``h x w`` image takes (for progress bars)."""
+        """How many tiles one ``h x w`` image takes (for progress bars)."""
         return self.plan(h, w).tiles(h, w, self.scale) * (8 if self.self_ensemble else 1)

@@ -58,15 +58,15 @@ from .imageio import (
     write_picture,
 )
 from .inference import (
-    DEFAULT_OVERLAP,
     Upscaler,
     available_memory,
     estimate_memory,
     parse_memory,
-    precision_context,
     resolve_device,
+    resolve_precision,
 )
-from .models.network import CSNLN, MIN_INPUT_SIZE
+from .models.descriptor import describe
+from .models.network import MIN_INPUT_SIZE
 from .zoo import BUNDLED, bundled_models, load_model
 
 __all__ = [
@@ -206,8 +206,9 @@ class UpscalePlan:
 
     ``upscaler``: the configured :class:`~csnln.inference.Upscaler`; ``tile``: the LR tile
     size, None when the image runs whole; ``overlap``: the tiles' overlap in LR pixels;
-    ``calls``: model calls (tiles, x8 with self-ensemble); ``needed``: estimated peak bytes;
-    ``budget``: the bytes available.
+    ``calls``: tiles run (x8 with self-ensemble); ``batch``: tiles per model call;
+    ``precision``: the precision it runs in (``"auto"`` resolved); ``needed``: estimated peak
+    bytes; ``budget``: the bytes available.
     """
 
     upscaler: Upscaler
@@ -216,6 +217,8 @@ class UpscalePlan:
     calls: int
     needed: int
     budget: int
+    batch: int = 1
+    precision: str = "fp32"
 
 
 def _gb(n: float) -> str:
@@ -242,10 +245,7 @@ def _canvas_bytes(
 
 def _forward_bytes(model: nn.Module, h: int, w: int, batch: int, precision: str) -> int:
     """Estimated peak of one model call on an ``h x w`` LR piece (batch ``batch``)."""
-    if isinstance(model, CSNLN):
-        return estimate_memory(model, h * batch, w, precision=precision)
-    scale = int(model.scale)  # e.g. bicubic: its output and one intermediate
-    return 2 * 3 * batch * scale * scale * h * w * _FLOAT
+    return estimate_memory(model, h * batch, w, precision=precision)
 
 
 def plan_upscale(
@@ -256,10 +256,11 @@ def plan_upscale(
     batch: int = 1,
     alpha: bool = False,
     tile: Tile = "auto",
-    tile_overlap: int = DEFAULT_OVERLAP,
+    tile_overlap: int | None = None,
+    tile_batch: int | None = None,
     max_memory: int | str | None = None,
     self_ensemble: bool = False,
-    precision: str = "fp32",
+    precision: str = "auto",
     device: str | torch.device = "auto",
 ) -> UpscalePlan:
     """Choose how to run ``model`` on an ``h x w`` LR image within the memory budget.
@@ -276,13 +277,13 @@ def plan_upscale(
     if tile == 0:
         tile = None
     dev = resolve_device(device)
-    precision_context(precision, dev)  # validates the precision for the device
+    precision = resolve_precision(precision, dev, describe(model))
     explicit = None if max_memory is None else parse_memory(max_memory)
     total = explicit if explicit is not None else available_memory(dev)
     # The model's share: the whole budget when explicit, else half the free memory (as
     # Upscaler does by default); None when a fixed tile is asked for without a budget.
     share = explicit if explicit is not None else (total // 2 if tile == "auto" else None)
-    scale = int(model.scale)
+    scale = describe(model).scale
 
     def canvas(tiled: bool) -> int:
         return _canvas_bytes(scale, h, w, batch, tiled=tiled, alpha=alpha, ensemble=self_ensemble)
@@ -292,6 +293,7 @@ def plan_upscale(
             model,
             tile=tile,
             tile_overlap=tile_overlap,
+            tile_batch=tile_batch,
             self_ensemble=self_ensemble,
             precision=precision,
             device=dev,
@@ -348,13 +350,21 @@ def plan_upscale(
     plan = upscaler.plan(h, w)
     piece = (h, w) if tiles == 1 or plan.tile is None else (min(plan.tile, h), min(plan.tile, w))
     reserved = canvas(tiles > 1)
-    needed = reserved + _forward_bytes(model, *piece, batch, precision)
+    per_call = batch * (plan.batch if tiles > 1 else 1)
+    needed = reserved + _forward_bytes(model, *piece, per_call, precision)
     if needed > total:
         raise refuse(reserved, piece)
     calls = tiles * (8 if self_ensemble else 1)
     tiled = tiles > 1
     return UpscalePlan(
-        upscaler, plan.tile if tiled else None, plan.overlap if tiled else 0, calls, needed, total
+        upscaler,
+        plan.tile if tiled else None,
+        plan.overlap if tiled else 0,
+        calls,
+        needed,
+        total,
+        batch=plan.batch if tiled else 1,
+        precision=upscaler.precision,
     )
 
 
@@ -366,10 +376,11 @@ def plan_upscale(
 @dataclass(frozen=True)
 class _Options:
     tile: Tile = "auto"
-    tile_overlap: int = DEFAULT_OVERLAP
+    tile_overlap: int | None = None
+    tile_batch: int | None = None
     max_memory: int | str | None = None
     self_ensemble: bool = False
-    precision: str = "fp32"
+    precision: str = "auto"
     device: str | torch.device = "auto"
 
 
@@ -380,6 +391,7 @@ def _run(
     options: _Options,
     *,
     on_start: Callable[[int], None] | None = None,
+    on_plan: Callable[[UpscalePlan], None] | None = None,
     on_tile: Callable[[], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``rgb`` N x 3 x h x w and ``alpha`` N x 1 x h x w in [0, 1] -> (SR, alpha), float32."""
@@ -392,6 +404,7 @@ def _run(
         alpha=alpha is not None,
         tile=options.tile,
         tile_overlap=options.tile_overlap,
+        tile_batch=options.tile_batch,
         max_memory=options.max_memory,
         self_ensemble=options.self_ensemble,
         precision=options.precision,
@@ -399,6 +412,8 @@ def _run(
     )
     if on_start is not None:
         on_start(plan.calls)
+    if on_plan is not None:
+        on_plan(plan)
     sr = plan.upscaler(rgb, on_tile=on_tile)
     big_alpha = None
     if alpha is not None:
@@ -418,10 +433,11 @@ def upscale(
     model: ModelSpec = None,
     *,
     tile: Tile = "auto",
-    tile_overlap: int = DEFAULT_OVERLAP,
+    tile_overlap: int | None = None,
+    tile_batch: int | None = None,
     max_memory: int | str | None = None,
     self_ensemble: bool = False,
-    precision: str = "fp32",
+    precision: str = "auto",
     device: str | torch.device = "auto",
 ) -> ImageLike:
     """Upscale ``image`` by ``scale`` with ``model``; returns the same kind of image.
@@ -450,7 +466,7 @@ def upscale(
     """
     _check_scale(scale)
     net = resolve_model(model, scale, device)
-    options = _Options(tile, tile_overlap, max_memory, self_ensemble, precision, device)
+    options = _Options(tile, tile_overlap, tile_batch, max_memory, self_ensemble, precision, device)
     if isinstance(image, Image.Image):
         loaded = image_from_pil(image)
         sr, alpha = _run_loaded(net, loaded, options)
@@ -472,11 +488,20 @@ def _run_loaded(
     options: _Options,
     *,
     on_start: Callable[[int], None] | None = None,
+    on_plan: Callable[[UpscalePlan], None] | None = None,
     on_tile: Callable[[], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """SR (3 x sH x sW) and alpha (1 x sH x sW or None) of a loaded image, on the CPU."""
     alpha = None if image.alpha is None else image.alpha[None]
-    sr, big_alpha = _run(model, image.rgb[None], alpha, options, on_start=on_start, on_tile=on_tile)
+    sr, big_alpha = _run(
+        model,
+        image.rgb[None],
+        alpha,
+        options,
+        on_start=on_start,
+        on_plan=on_plan,
+        on_tile=on_tile,
+    )
     return sr[0].cpu(), None if big_alpha is None else big_alpha[0].cpu()
 
 
@@ -554,15 +579,17 @@ def upscale_file(
     model: ModelSpec = None,
     *,
     tile: Tile = "auto",
-    tile_overlap: int = DEFAULT_OVERLAP,
+    tile_overlap: int | None = None,
+    tile_batch: int | None = None,
     max_memory: int | str | None = None,
     self_ensemble: bool = False,
-    precision: str = "fp32",
+    precision: str = "auto",
     device: str | torch.device = "auto",
     overwrite: bool = False,
     compare_path: PathArg | None = None,
     label: str | None = None,
     on_start: Callable[[int], None] | None = None,
+    on_plan: Callable[[UpscalePlan], None] | None = None,
     on_tile: Callable[[], None] | None = None,
 ) -> Path:
     """Read ``path``, upscale it, write ``out_path`` atomically; returns ``out_path``.
@@ -572,7 +599,8 @@ def upscale_file(
     its extension. ``compare_path``: also write a side-by-side image (see
     :func:`make_comparison`, captioned with ``label``). The outputs are checked for
     writability before anything is computed; nothing is overwritten unless ``overwrite``.
-    ``on_start(calls)`` is called once the number of model calls is known, ``on_tile()`` after
+    ``on_start(calls)`` is called once the number of model calls is known (``on_plan(plan)``
+    with the whole :class:`UpscalePlan`), ``on_tile()`` after
     each. Other options as in :func:`upscale`.
 
     Raises FileNotFoundError / :class:`csnln.imageio.ImageReadError` for a missing or
@@ -583,7 +611,7 @@ def upscale_file(
     if compare_path is not None:
         check_writable(compare_path, overwrite)
     net = resolve_model(model, scale, device)
-    options = _Options(tile, tile_overlap, max_memory, self_ensemble, precision, device)
+    options = _Options(tile, tile_overlap, tile_batch, max_memory, self_ensemble, precision, device)
     size = _peek_size(path)
     if size is not None:  # refuse an image too large for the budget before decoding it
         plan_upscale(
@@ -592,13 +620,16 @@ def upscale_file(
             size[0],
             tile=tile,
             tile_overlap=tile_overlap,
+            tile_batch=tile_batch,
             max_memory=max_memory,
             self_ensemble=self_ensemble,
             precision=precision,
             device=device,
         )
     image = read_image(path)
-    sr, alpha = _run_loaded(net, image, options, on_start=on_start, on_tile=on_tile)
+    sr, alpha = _run_loaded(
+        net, image, options, on_start=on_start, on_plan=on_plan, on_tile=on_tile
+    )
     write_image(
         out,
         sr,

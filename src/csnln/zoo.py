@@ -8,13 +8,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .data.imresize import imresize
+from .models.bicubic import Bicubic
 from .models.checkpoint import load_checkpoint, read_checkpoint
+from .models.descriptor import TilePlan
 from .models.official import (
     CheckpointError,
     infer_official_config,
@@ -24,38 +26,44 @@ from .models.official import (
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
-#: Bundled model names -> file in ``csnln/weights`` (one per scale); the first name with weights
-#: for a scale is the default of ``csnln upscale``. ``csnln models`` lists what is installed.
-#: "small": n_feats 32, depth 4, trained here (x2 on the development CPU, x3 and x4 on a lent
-#: GPU; ``trained/small_x{2,3,4}/`` hold their configs and logs).
-BUNDLED: dict[str, dict[int, str]] = {
-    "small": {s: f"csnln_small_x{s}.safetensors" for s in (2, 3, 4)},
+@dataclass(frozen=True)
+class BundledModel:
+    """A model shipped inside the package: its weight file and CPU tile plan per scale.
+
+    The tile plans are measured for these weights by ``benchmarks/tile_plan.py`` (the fastest
+    plan within 0.01 dB of the best PSNR on B100; the run's output is
+    ``benchmarks/results/tile_plan.md``): re-run it when the weights change.
+    """
+
+    files: dict[int, str]
+    tile_plans: dict[int, TilePlan]
+
+
+#: Bundled model names; the first name with weights for a scale is the default of
+#: ``csnln upscale``. ``csnln models`` lists what is installed. "small": n_feats 32, depth 4,
+#: trained here (``trained/small_x{2,3,4}/`` hold their configs and logs).
+BUNDLED: dict[str, BundledModel] = {
+    "small": BundledModel(
+        files={s: f"csnln_small_x{s}.safetensors" for s in (2, 3, 4)},
+        tile_plans={
+            2: TilePlan(tile=32, overlap=4, batch=8),
+            3: TilePlan(tile=24, overlap=3, batch=8),
+            4: TilePlan(tile=16, overlap=2, batch=8),
+        },
+    ),
 }
-
-
-class Bicubic(nn.Module):
-    """MATLAB-exact bicubic upscaling by ``scale``, as a model (no weights)."""
-
-    def __init__(self, scale: int) -> None:
-        super().__init__()
-        self.scale = scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return imresize(x, float(self.scale))
 
 
 def bundled_models() -> dict[str, dict[int, Path]]:
     """The bundled models whose weight files are installed: name -> {scale: path}."""
     found: dict[str, dict[int, Path]] = {}
-    for name, files in BUNDLED.items():
-        paths = {s: WEIGHTS_DIR / f for s, f in files.items() if (WEIGHTS_DIR / f).is_file()}
+    for name, entry in BUNDLED.items():
+        paths = {
+            s: WEIGHTS_DIR / f for s, f in entry.files.items() if (WEIGHTS_DIR / f).is_file()
+        }
         if paths:
             found[name] = paths
     return found
-
-
-def model_scale(model: nn.Module) -> int:
-    return int(model.scale)
 
 
 def load_model(spec: str | Path, scale: int | None = None, **runtime: object) -> nn.Module:
@@ -76,7 +84,9 @@ def load_model(spec: str | Path, scale: int | None = None, **runtime: object) ->
         if scale not in files:
             have = ", ".join(f"x{s}" for s in sorted(files)) or "none installed"
             raise ValueError(f"bundled model {text!r} has no x{scale} weights (has: {have})")
-        return load_checkpoint(files[scale], **runtime)
+        model = load_checkpoint(files[scale], **runtime)
+        model.tile_plan = BUNDLED[text].tile_plans.get(scale)
+        return model
     path = Path(text)
     if not path.exists():
         names = ", ".join(["bicubic", *sorted(BUNDLED)])

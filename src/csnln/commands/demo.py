@@ -17,7 +17,7 @@ import sys
 
 from ..allocator import keep_freed_memory
 from ..demo import demo
-from ..inference import PRECISIONS
+from ..inference import PRECISION_CHOICES
 from ..models.official import CheckpointError
 from . import exists_error
 
@@ -32,7 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="'bicubic', a bundled model name or a checkpoint (default: the bundled model)",
     )
     parser.add_argument(
-        "--precision", choices=PRECISIONS, default="fp32", help="fp32 (default), bf16 or fp16"
+        "--precision",
+        choices=PRECISION_CHOICES,
+        default="auto",
+        help="auto (default: bf16 where it is fast, else fp32), fp32, bf16 or fp16 (GPU)",
     )
     parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:N]")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")

@@ -34,7 +34,7 @@ from ..evaluation import (
     write_csv,
     write_json,
 )
-from ..inference import DEFAULT_OVERLAP, PRECISIONS
+from ..inference import DEFAULT_OVERLAP, PRECISION_CHOICES
 from ..models.official import CheckpointError
 
 
@@ -86,7 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="run the model on overlapping N x N LR tiles blended without seams (default: "
-        "the whole image when it fits the memory and, on a CPU, the compute budget)",
+        "the model's measured tile plan on a CPU, as `csnln upscale` runs it; on a GPU the "
+        "whole image when it fits the memory)",
     )
     tiling.add_argument(
         "--chop",
@@ -97,16 +98,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tile-overlap",
         type=int,
-        default=DEFAULT_OVERLAP,
         metavar="M",
-        help=f"overlap of neighbouring tiles in LR pixels (default {DEFAULT_OVERLAP})",
+        help="overlap of neighbouring tiles in LR pixels (default: the tile plan's; "
+        f"{DEFAULT_OVERLAP} with an explicit --tile)",
+    )
+    parser.add_argument(
+        "--tile-batch",
+        type=int,
+        metavar="K",
+        help="tiles per model call (default: the tile plan's); speed and memory only",
     )
     parser.add_argument(
         "--precision",
-        choices=PRECISIONS,
+        choices=PRECISION_CHOICES,
         default="fp32",
-        help="arithmetic of the model: fp32 (default), bf16 (autocast; fast on recent CPUs and "
-        "GPUs) or fp16 (GPU only)",
+        help="arithmetic of the model: fp32 (default here, so that tables are the same on "
+        "every machine), auto (bf16 where it is fast, as `csnln upscale` runs), bf16 "
+        "(autocast) or fp16 (GPU only)",
     )
     parser.add_argument(
         "--device", default="auto", help="auto (default: CUDA if available), cpu or cuda[:N]"
@@ -145,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
                 self_ensemble=args.self_ensemble,
                 tile="auto" if args.tile is None else args.tile,
                 tile_overlap=args.tile_overlap,
+                tile_batch=args.tile_batch,
                 chop=args.chop,
                 precision=args.precision,
                 device=args.device,

@@ -63,9 +63,11 @@ def _list() -> int:
     if not BUNDLED:
         print("no bundled models in this version; use --model bicubic or a checkpoint file")
         return 0
-    for name, files in BUNDLED.items():
+    for name, entry in BUNDLED.items():
         have = installed.get(name, {})
-        scales = ", ".join(f"x{s}{'' if s in have else ' (missing)'}" for s in sorted(files))
+        scales = ", ".join(
+            f"x{s}{'' if s in have else ' (missing)'}" for s in sorted(entry.files)
+        )
         print(f"{name}: {scales}")
     return 0
 

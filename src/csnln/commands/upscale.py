@@ -7,8 +7,10 @@ channel is upscaled with bicubic and kept, the EXIF orientation is applied and t
 profile and EXIF are carried over. Results of an earlier run (<stem>_x<s>.*, *_compare.png)
 found in a folder or glob beside their source are skipped.
 
-Large images are cut into overlapping tiles blended without seams; by default the whole image
-is run at once when it fits the memory (and, on a CPU, the compute) budget. Outputs are
+Images are cut into overlapping tiles, several run per model call, and blended without seams:
+on a CPU by the tile plan measured best for the model (`csnln models info small`), on a GPU
+whole when it fits the memory. Before a long job one line gives the plan and the time it will
+take (measured on its first tiles). Outputs are
 written atomically (a temporary file, then a rename) and never replace an existing file
 without --overwrite; all outputs are checked before anything is computed.
 
@@ -17,15 +19,17 @@ line: unreadable, too large for the memory budget, output exists); 2 for bad arg
 inputs, unusable model or option); 130 when interrupted with Ctrl-C.
 
 Examples:
-  csnln upscale photo.jpg --scale 2 --model model_x2.pt
-  csnln upscale photos/ 'scans/*.tif' --scale 4 --model model_x4.pt -o big/ --precision bf16
-  csnln upscale photo.png --scale 2 --model bicubic --compare
+  csnln upscale photo.jpg                          # bundled model, x2 -> photo_x2.jpg
+  csnln upscale photos/ 'scans/*.tif' --scale 4 -o big/
+  csnln upscale photo.png --compare --precision fp32
+  csnln upscale photo.png --model bicubic
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -35,11 +39,13 @@ from tqdm import tqdm
 
 from ..allocator import keep_freed_memory
 from ..imageio import SUPPORTED_EXTENSIONS, ImageReadError, check_writable, expand_inputs
-from ..inference import DEFAULT_OVERLAP, PRECISIONS, precision_context, resolve_device
+from ..inference import DEFAULT_OVERLAP, PRECISION_CHOICES, resolve_device, resolve_precision
+from ..models.descriptor import describe
 from ..models.network import MIN_INPUT_SIZE
 from ..models.official import CheckpointError
 from ..upscaling import (
     NoBundledModelError,
+    UpscalePlan,
     comparison_path,
     default_output_path,
     is_earlier_output,
@@ -63,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scale",
         type=int,
         choices=SCALES,
-        help="upscaling factor (default: the checkpoint's scale when --model is a file, else 4)",
+        help="upscaling factor (default: the checkpoint's scale when --model is a file, else 2: "
+        "the bundled model's best and fastest scale)",
     )
     parser.add_argument(
         "-o",
@@ -85,7 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="run the model on overlapping N x N LR tiles (0: always the whole image; "
-        "default: the whole image when it fits, else the largest tile that does)",
+        "default: the model's measured tile plan on a CPU; on a GPU the whole image when it "
+        "fits, else the largest tile that does)",
     )
     memory.add_argument(
         "--max-memory",
@@ -97,9 +105,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tile-overlap",
         type=int,
-        default=DEFAULT_OVERLAP,
         metavar="M",
-        help=f"overlap of neighbouring tiles in LR pixels, cross-faded (default {DEFAULT_OVERLAP})",
+        help="overlap of neighbouring tiles in LR pixels, cross-faded (default: the tile "
+        f"plan's; {DEFAULT_OVERLAP} with an explicit --tile)",
+    )
+    parser.add_argument(
+        "--tile-batch",
+        type=int,
+        metavar="K",
+        help="tiles per model call (default: the tile plan's; 1 for models without one); "
+        "changes speed and memory, not the result",
     )
     parser.add_argument(
         "--self-ensemble",
@@ -109,10 +124,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--precision",
-        choices=PRECISIONS,
-        default="fp32",
-        help="arithmetic of the model: fp32 (default), bf16 (faster on recent CPUs and GPUs, "
-        "visually identical) or fp16 (GPU only)",
+        choices=PRECISION_CHOICES,
+        default="auto",
+        help="arithmetic of the model: auto (default: bf16 where it is fast, i.e. CPUs with "
+        "AVX512-BF16 or AMX and GPUs that support it; else fp32), fp32, bf16 (about 0.01 dB "
+        "from fp32 on Set5) or fp16 (GPU only)",
     )
     parser.add_argument(
         "--device",
@@ -152,18 +168,45 @@ def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: A
 
 
 class _TileProgress:
-    """The inner progress bar: the tiles (model calls) of the current image, when several."""
+    """The inner progress bar (the tiles of the current image, when several) and, for a long
+    image, one line with its plan and the time it will take, measured on its first call."""
+
+    #: Jobs estimated to take longer than this get the plan line.
+    LONG_JOB_S = 10.0
 
     def __init__(self, *, enabled: bool) -> None:
         self.enabled = enabled
         self.name = ""
         self.bar: tqdm | None = None
+        self.plan: UpscalePlan | None = None
+        self.done = 0
+        self.started = 0.0
 
-    def start(self, calls: int) -> None:
-        if self.enabled and calls > 1:
-            self.bar = tqdm(total=calls, unit="tile", leave=False, desc=self.name, position=1)
+    def start(self, plan: UpscalePlan) -> None:
+        self.plan, self.done, self.started = plan, 0, time.perf_counter()
+        if self.enabled and plan.calls > 1:
+            self.bar = tqdm(
+                total=plan.calls,
+                unit="tile",
+                leave=False,
+                desc=self.name,
+                position=1,
+                mininterval=0.5 if sys.stderr.isatty() else 30.0,
+            )
 
     def update(self) -> None:
+        self.done += 1
+        plan = self.plan
+        if plan is not None and plan.calls > 1 and self.done == min(plan.batch, plan.calls):
+            elapsed = time.perf_counter() - self.started
+            estimate = elapsed * plan.calls / self.done
+            if estimate > self.LONG_JOB_S:
+                tiles = f"{plan.calls} tiles of {plan.tile}" if plan.tile else f"{plan.calls} calls"
+                tqdm.write(
+                    f"{self.name}: {tiles} (overlap {plan.overlap}, {plan.batch} per call), "
+                    f"{plan.precision}: about {_duration(estimate)}",
+                    file=sys.stderr,
+                )
         if self.bar is not None:
             self.bar.update()
 
@@ -171,6 +214,13 @@ class _TileProgress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        self.plan = None
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _gather_inputs(patterns: list[str]) -> tuple[list[Path], int]:
@@ -226,7 +276,7 @@ def _scale_for(args: argparse.Namespace) -> int | None:
         return int(args.scale)
     if args.model is not None and args.model != "bicubic" and Path(args.model).is_file():
         return None
-    return 4
+    return 2
 
 
 def run(args: argparse.Namespace) -> int:
@@ -244,8 +294,11 @@ def run(args: argparse.Namespace) -> int:
             f"got {args.tile}"
         )
         return 2
-    if args.tile_overlap < 0:
+    if args.tile_overlap is not None and args.tile_overlap < 0:
         _error(f"--tile-overlap must be >= 0, got {args.tile_overlap}")
+        return 2
+    if args.tile_batch is not None and args.tile_batch < 1:
+        _error(f"--tile-batch must be >= 1, got {args.tile_batch}")
         return 2
 
     inputs, failed = _gather_inputs(args.inputs)
@@ -256,8 +309,8 @@ def run(args: argparse.Namespace) -> int:
     scale = _scale_for(args)
     try:
         device = resolve_device(args.device)
-        precision_context(args.precision, device)  # fp16 on a CPU: refused here
         model = resolve_model(args.model, scale, device)
+        precision = resolve_precision(args.precision, device, describe(model))
         folder, single = _output_target(args.output, len(inputs))
     except NoBundledModelError as exc:
         _error(
@@ -268,7 +321,7 @@ def run(args: argparse.Namespace) -> int:
     except (CheckpointError, ValueError, OSError) as exc:
         _error(exc)
         return 2
-    scale = int(model.scale)
+    scale = describe(model).scale
     label = model_label(args.model, scale)
     tile: int | str | None = "auto" if args.tile is None else (args.tile or None)
     if folder is not None:
@@ -323,14 +376,15 @@ def run(args: argparse.Namespace) -> int:
                         model,
                         tile=tile,  # type: ignore[arg-type]
                         tile_overlap=args.tile_overlap,
+                        tile_batch=args.tile_batch,
                         max_memory=args.max_memory,
                         self_ensemble=args.self_ensemble,
-                        precision=args.precision,
+                        precision=precision,
                         device=device,
                         overwrite=args.overwrite,
                         compare_path=compare,
                         label=label,
-                        on_start=tiles.start,
+                        on_plan=tiles.start,
                         on_tile=tiles.update,
                     )
                 except (ImageReadError, FileNotFoundError) as exc:

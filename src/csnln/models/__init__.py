@@ -1,7 +1,9 @@
 """CSNLN networks, their building blocks and checkpoint I/O."""
 
 from .attention import CrossScaleAttention, InScaleAttention
+from .bicubic import Bicubic
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from .descriptor import ModelDescriptor, TilePlan, describe
 from .network import CSNLN, MIN_INPUT_SIZE, CSNLNConfig
 from .official import (
     CheckpointError,
@@ -14,6 +16,10 @@ from .sem import MultiSourceProjection, SelfExemplarsMining
 
 __all__ = [
     "CSNLN",
+    "Bicubic",
+    "ModelDescriptor",
+    "TilePlan",
+    "describe",
     "MIN_INPUT_SIZE",
     "CSNLNConfig",
     "CheckpointError",

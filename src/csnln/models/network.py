@@ -19,6 +19,7 @@ from torch.utils.checkpoint import (
 )
 
 from .attention import DEFAULT_CHUNK_SIZE, ChunkSize
+from .descriptor import ModelDescriptor, TilePlan
 from .layers import ConvPReLU, MeanShift
 from .sem import BRANCHES, FUSIONS, SelfExemplarsMining, attention_factor
 
@@ -27,6 +28,15 @@ RGB_MEAN = (0.4488, 0.4371, 0.4040)
 MIN_INPUT_SIZE = 3
 #: Activation checkpointing of the SEM steps (see :meth:`CSNLN.set_gradient_checkpointing`).
 CHECKPOINTING_MODES = ("none", "full", "selective")
+
+#: Growth of peak memory during one float32 forward pass (n_feats 128, default chunking) as
+#: ``bytes_per_lr_pixel * h * w + constant`` per scale, an upper bound of the measurements of
+#: benchmarks/memory_model.py (2026-11-25, 2 cores, PyTorch 2.13 CPU). Scaled by n_feats.
+MEMORY_MODEL: dict[int, tuple[int, int]] = {
+    2: (17_472, 234_000_000),
+    3: (25_029, 457_000_000),
+    4: (48_331, 283_000_000),
+}
 
 
 def _keep_convolutions(
@@ -195,6 +205,21 @@ class CSNLN(nn.Module):
         self.tail = nn.Conv2d(n_feats * depth, 3, 3, padding=1)
         self.add_mean = MeanShift(rgb_mean, sign=1)
         self.gradient_checkpointing = "none"
+        #: The CPU tile plan measured best for this network's weights (set by the model zoo
+        #: for bundled models; None: the runner's generic plan).
+        self.tile_plan: TilePlan | None = None
+
+    @property
+    def descriptor(self) -> ModelDescriptor:
+        per_pixel, constant = MEMORY_MODEL[self.scale]
+        return ModelDescriptor(
+            scale=self.scale,
+            size_multiple=self.size_multiple,
+            tileable=True,
+            memory_per_pixel=per_pixel * self.n_feats // 128,
+            memory_constant=constant,
+            tile_plan=self.tile_plan,
+        )
 
     @classmethod
     def from_config(cls, config: CSNLNConfig, **runtime: Any) -> CSNLN:
