@@ -202,39 +202,45 @@ def _shift_sum_loop(
 ) -> torch.Tensor:
     """``T[l', Q] = sum_m src[l' - m + half, Q - m]``, or its adjoint (``transpose``).
 
-    Nine in-place slice additions in ``src``'s own dtype: a mixed-precision accumulator would
-    cost a cast per addition and make this memory-bound pass slower than the matmul it feeds
-    (under bf16 each sum of 9 weights is rounded 9 times; the paste's matmul accumulates in
-    float32, and the change in the output is measured by ``benchmarks/inference.py``).
+    The offsets ``m = (my, mx)`` shift the rows (``ly`` with the query rows) and the columns
+    (``lx`` with the query columns) independently, so the sum is separable: ``p`` shifted
+    additions along the columns, then ``p`` along the rows (``2p`` passes instead of ``p^2``).
+    In-place slice additions in ``src``'s own dtype: a mixed-precision accumulator would cost
+    a cast per addition and make this memory-bound pass slower than the matmul it feeds
+    (the paste's matmul accumulates in float32; the change bf16 makes in the output is
+    measured by ``benchmarks/inference.py``).
     """
-    half, p = patch_size // 2, patch_size
-    n, ly, lx = src.shape[:3]
     if transpose:  # src: N, Ly, Lx, R + p - 1, W + p - 1 -> N, Ly, Lx, R, W
         assert shape is not None
         r, w = shape[-2:]
-    else:  # src: N, Ly, Lx, R, W -> N, Ly, Lx, R + p - 1, W + p - 1
-        r, w = src.shape[-2:]
-    size = (r, w) if transpose else (r + p - 1, w + p - 1)
-    out = src.new_zeros(n, ly, lx, *size)
-    for my in range(p):
-        # blocks l' = l + my - half that exist, and the blocks l they come from
-        y0, y1 = max(0, my - half), min(ly, ly + my - half)
-        for mx in range(p):
-            x0, x1 = max(0, mx - half), min(lx, lx + mx - half)
-            shifted = (
-                slice(None),
-                slice(y0, y1),
-                slice(x0, x1),
-                slice(my, my + r),
-                slice(mx, mx + w),
-            )
-            source = (
-                slice(None),
-                slice(y0 + half - my, y1 + half - my),
-                slice(x0 + half - mx, x1 + half - mx),
-            )
-            if transpose:
-                out[source].add_(src[shifted])
-            else:
-                out[shifted].add_(src[source])
+        return _shift_axis(_shift_axis(src, patch_size, 1, r, True), patch_size, 2, w, True)
+    r, w = src.shape[-2:]
+    return _shift_axis(_shift_axis(src, patch_size, 2, w, False), patch_size, 1, r, False)
+
+
+def _shift_axis(
+    src: torch.Tensor, patch_size: int, axis: int, length: int, transpose: bool
+) -> torch.Tensor:
+    """One axis of :func:`_shift_sum_loop`: ``axis`` 1 pairs the key rows (dim 1) with the
+    query rows (dim 3), ``axis`` 2 the key columns (dim 2) with the query columns (dim 4).
+
+    Forward: ``out[l', q'] = sum_m src[l' - m + half, q' - m]``, the query axis growing from
+    ``length`` to ``length + p - 1``. Transposed: the adjoint, back to ``length``.
+    """
+    half, p = patch_size // 2, patch_size
+    keys = src.shape[axis]
+    size = list(src.shape)
+    size[axis + 2] = length if transpose else length + p - 1
+    out = src.new_zeros(size)
+    for m in range(p):
+        # keys l' = l + m - half that exist, and the keys l they come from
+        k0, k1 = max(0, m - half), min(keys, keys + m - half)
+        shifted = [slice(None)] * 5
+        source = [slice(None)] * 5
+        shifted[axis], shifted[axis + 2] = slice(k0, k1), slice(m, m + length)
+        source[axis] = slice(k0 + half - m, k1 + half - m)
+        if transpose:
+            out[tuple(source)].add_(src[tuple(shifted)])
+        else:
+            out[tuple(shifted)].add_(src[tuple(source)])
     return out

@@ -1,0 +1,124 @@
+"""Choose a bundled model's CPU tile plan from measurements: PSNR and seconds on B100.
+
+For each scale, every candidate plan (LR tile, overlap; ``--batch`` tiles per model call, which
+changes speed, never the result) runs ``csnln eval``'s code on B100 (every ``--every``-th image,
+in file-name order) in the default precision of ``csnln upscale`` here. The chosen plan is the
+fastest whose mean PSNR is within ``--tolerance`` dB of the best candidate's; it goes into
+``csnln.zoo.BUNDLED[...].tile_plans`` by hand, with this script's output kept in
+``benchmarks/results/tile_plan.md``.
+
+    python benchmarks/tile_plan.py                       # small, x2 x3 x4, B100 every 4th
+    python benchmarks/tile_plan.py --scales 4 --every 1  # all of B100 at x4
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import torch  # noqa: E402
+
+from csnln.allocator import keep_freed_memory  # noqa: E402
+from csnln.evaluation import evaluate  # noqa: E402
+from csnln.inference import fast_bf16, resolve_precision  # noqa: E402
+from csnln.zoo import load_model  # noqa: E402
+
+B100 = ROOT.parent / "shared" / "data" / "benchmark" / "B100" / "HR"
+#: (tile, overlap) candidates per scale; tiles are multiples of the attention factor (3 at x3).
+CANDIDATES = {
+    2: [(24, 4), (32, 4), (32, 8), (48, 8), (64, 16)],
+    3: [(18, 3), (24, 3), (30, 6), (36, 6), (48, 12)],
+    4: [(16, 2), (16, 4), (24, 4), (32, 4), (32, 8)],
+}
+
+
+def subset(every: int, folder: Path) -> Path:
+    """A temporary folder of links to every ``every``-th image of ``folder``."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png")[::every]
+    out = Path(tempfile.mkdtemp(prefix="b100_"))
+    for path in files:
+        (out / path.name).symlink_to(path)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="small", help="a bundled model name (default small)")
+    parser.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
+    parser.add_argument("--every", type=int, default=4, help="every k-th B100 image (default 4)")
+    parser.add_argument("--batch", type=int, default=8, help="tiles per model call (default 8)")
+    parser.add_argument("--precision", default="auto", help="default: auto, as csnln upscale")
+    parser.add_argument("--tolerance", type=float, default=0.01, help="dB (default 0.01)")
+    args = parser.parse_args()
+    if not B100.is_dir():
+        print(f"B100 not found at {B100}: this benchmark needs ../shared", file=sys.stderr)
+        return 2
+    keep_freed_memory()
+    cpu = torch.device("cpu")
+    precision = resolve_precision(args.precision, cpu)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    data = subset(args.every, B100)
+    count = len(list(data.iterdir()))
+    print(
+        f"# Tile plans for `{args.model}` — `python benchmarks/tile_plan.py "
+        f"{' '.join(sys.argv[1:])}`".rstrip()
+        + f"\n\ncommit {commit}; {time.strftime('%Y-%m-%d')}; {torch.get_num_threads()} threads; "
+        f"precision {precision} (fast bf16 here: {fast_bf16(cpu)}); B100, {count} images "
+        f"(every {args.every}th), {args.batch} tiles per call; PSNR/SSIM on Y as csnln eval.\n",
+        flush=True,
+    )
+    chosen = {}
+    for scale in args.scales:
+        model = load_model(args.model, scale)
+        rows = []
+        for tile, overlap in CANDIDATES[scale]:
+            start = time.perf_counter()
+            (result,) = evaluate(
+                model,
+                data,
+                scale,
+                tile=tile,
+                tile_overlap=overlap,
+                tile_batch=args.batch,
+                precision=precision,
+                device="cpu",
+                progress=False,
+            )
+            seconds = time.perf_counter() - start
+            rows.append((tile, overlap, result.psnr, result.ssim, seconds / count))
+            print(
+                f"  x{scale} tile {tile} overlap {overlap}: {result.psnr:.4f} dB "
+                f"{seconds / count:.2f} s/image",
+                file=sys.stderr,
+                flush=True,
+            )
+        best = max(r[2] for r in rows)
+        fastest = min((r for r in rows if r[2] >= best - args.tolerance), key=lambda r: r[4])
+        chosen[scale] = fastest
+        print(f"## x{scale}\n")
+        print("| tile | overlap | PSNR dB | SSIM | s / image | chosen |")
+        print("|---|---|---|---|---|---|")
+        for tile, overlap, psnr, ssim, sec in rows:
+            mark = "**yes**" if (tile, overlap) == fastest[:2] else ""
+            print(f"| {tile} | {overlap} | {psnr:.4f} | {ssim:.5f} | {sec:.2f} | {mark} |")
+        print(flush=True)
+    print(f"Chosen (fastest within {args.tolerance:.2f} dB of the best PSNR):")
+    for scale, (tile, overlap, psnr, _, sec) in chosen.items():
+        print(
+            f"- x{scale}: TilePlan(tile={tile}, overlap={overlap}, batch={args.batch}) "
+            f"({psnr:.4f} dB, {sec:.2f} s/image)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
