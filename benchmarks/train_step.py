@@ -30,6 +30,13 @@ meaningless. The x2 rows use the default allocator, like the released code's 21 
     python benchmarks/train_step.py --only ckpt     # fp32/bf16 with checkpointing + x4 check
     python benchmarks/train_step.py --only reference   # the reference row alone (~21 GB)
     python benchmarks/train_step.py --batch 2       # a quick, smaller probe
+    python benchmarks/train_step.py --small         # the small CPU configs: now vs b098e83
+
+``--small``: one training step (model, L1, backward, Adam; random data) of each of
+``configs/cpu_small_x{2,3,4}.yaml`` (their model, batch, patch and precision), with the package
+as it is and as it was at ``--baseline`` (a commit, extracted to a temporary folder), in
+alternating fresh processes; the mean of ``--steps`` steps after two warm-up steps, the best of
+``--repeat`` processes.
 """
 
 from __future__ import annotations
@@ -148,6 +155,83 @@ def load() -> str:
     return " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
+def small_step(src: str, config_path: str, steps: str) -> dict:
+    """Seconds per training step of a small config with the package in ``src``."""
+    sys.path.insert(0, src)
+    import torch
+    import yaml
+
+    import csnln
+    from csnln.inference import precision_context
+
+    config = yaml.safe_load(Path(config_path).read_text())
+    m, d = config["model"], config["data"]
+    torch.manual_seed(0)
+    model = csnln.CSNLN(m["scale"], n_feats=m["n_feats"], depth=m["depth"])
+    optimizer = torch.optim.Adam(model.parameters(), 1e-4)
+    batch, patch, scale = d["batch_size"], d["patch_size"], m["scale"]
+    lr = torch.rand(batch, 3, patch, patch)
+    hr = torch.rand(batch, 3, scale * patch, scale * patch)
+    cpu = torch.device("cpu")
+
+    def step() -> None:
+        with precision_context(config["train"]["precision"], cpu):
+            loss = (model(lr) - hr).abs().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    step()
+    step()
+    start = time.perf_counter()
+    for _ in range(int(steps)):
+        step()
+    return {"seconds": (time.perf_counter() - start) / int(steps), "csnln": csnln.__file__}
+
+
+def small_rows(baseline: str, steps: int, repeat: int) -> None:
+    """The table of ``--small``: each config now and at ``baseline``, side by side."""
+    import tempfile
+
+    old = Path(tempfile.mkdtemp(prefix="csnln_baseline_"))
+    archive = subprocess.run(
+        ["git", "archive", baseline, "src"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    print(
+        f"One training step of the small CPU configs: {commit} (now) vs {baseline}; "
+        f"mean of {steps} steps after 2, best of {repeat} fresh processes each.\n"
+    )
+    print("| config | batch x LR patch | precision | before s / step | now s / step | speed-up |")
+    print("|---|---|---|---|---|---|")
+    for scale in (2, 3, 4):
+        config = ROOT / "configs" / f"cpu_small_x{scale}.yaml"
+        best = {"before": float("inf"), "now": float("inf")}
+        for _ in range(repeat):
+            for name, src in (("before", old / "src"), ("now", ROOT / "src")):
+                out = subprocess.run(
+                    [sys.executable, __file__, "--small-child", str(src), str(config), str(steps)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                got = json.loads(out.stdout.strip().splitlines()[-1])
+                assert got["csnln"].startswith(str(src)), got
+                best[name] = min(best[name], got["seconds"])
+        import yaml
+
+        cfg = yaml.safe_load(config.read_text())
+        print(
+            f"| {config.name} | {cfg['data']['batch_size']} x {cfg['data']['patch_size']} "
+            f"| {cfg['train']['precision']} | {best['before']:.3f} | {best['now']:.3f} "
+            f"| {best['before'] / best['now']:.2f}x |",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -171,7 +255,18 @@ def main() -> None:
         help="measure x4 at this depth instead of extrapolating from depths 1 and 2",
     )
     parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
+    parser.add_argument("--small", action="store_true", help="the small CPU configs' step")
+    parser.add_argument("--baseline", default="b098e83", help="with --small: the commit to beat")
+    parser.add_argument("--steps", type=int, default=20, help="with --small: steps timed")
+    parser.add_argument("--repeat", type=int, default=2, help="with --small: processes per cell")
+    parser.add_argument("--small-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.small_child:
+        print(json.dumps(small_step(*args.small_child)))
+        return
+    if args.small:
+        small_rows(args.baseline, args.steps, args.repeat)
+        return
     if args.child:
         impl, scale, precision, ckpt, batch, patch, depth = args.child
         result = measure(impl, int(scale), precision, ckpt, int(batch), int(patch), int(depth))

@@ -47,8 +47,8 @@ BUNDLED: dict[str, BundledModel] = {
         files={s: f"csnln_small_x{s}.safetensors" for s in (2, 3, 4)},
         tile_plans={
             2: TilePlan(tile=32, overlap=4, batch=8),
-            3: TilePlan(tile=24, overlap=3, batch=8),
-            4: TilePlan(tile=16, overlap=2, batch=8),
+            3: TilePlan(tile=36, overlap=6, batch=8),
+            4: TilePlan(tile=16, overlap=4, batch=8),
         },
     ),
 }

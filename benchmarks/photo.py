@@ -1,0 +1,287 @@
+"""The user's job, end to end: `csnln upscale` on photographs with the bundled model, today's
+plan against the one before, side by side in one run.
+
+Every row runs ``csnln.upscaling.upscale_file`` (what ``csnln upscale`` calls per file: read,
+plan, tiles, blend, write) in a fresh process, so that peak memory is that of one job. Plans:
+
+* ``before``: the plan of ``csnln upscale`` before the model's tile plan existed (commit
+  b098e83): LR tiles of 64 overlapping by 16, one per model call;
+* ``now``: the default today, the tile plan measured for the model
+  (``csnln.zoo.BUNDLED[model].tile_plans``, chosen by ``benchmarks/tile_plan.py``).
+
+Both in fp32 and bf16; the default of ``csnln upscale`` was fp32 before and is ``auto`` (bf16 on
+this CPU) now, so the headline ratio is ``before fp32`` / ``now bf16``. A ``before`` row that
+would take longer than ``--budget`` seconds is timed on its first tiles (all tiles of a plan
+have one size, hence one cost) and extrapolated to all of them: such rows say so.
+
+Per row: seconds, seconds per output megapixel, model calls, GFLOP (``torch.utils.flop_counter``
+on one call, times the calls), GFLOP/s and its share of this machine's matmul peak (a 2048^2
+matmul in the same precision, measured in this run), peak resident memory. Then PSNR/SSIM of
+the same plans on Set5 and B100 (every ``--b100-every``-th image), as ``csnln eval`` measures.
+
+    python benchmarks/photo.py                    # Kodak 1-2, a 1-Mpx photo; x2 x3 x4
+    python benchmarks/photo.py --scales 2 --kodak 24 --budget 1e9
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+SHARED = ROOT.parent / "shared" / "data"
+KODAK = SHARED / "train" / "Kodak24"
+#: A 1-Mpx photograph (1228 x 816) of the training folder Wiki49.
+PHOTO = SHARED / "train" / "Wiki49" / "005.webp"
+SET5 = SHARED / "benchmark" / "Set5" / "HR"
+B100 = SHARED / "benchmark" / "B100" / "HR"
+BEFORE = {"tile": 64, "tile_overlap": 16, "tile_batch": 1}
+
+
+class _Stop(Exception):
+    pass
+
+
+def _cell(spec: dict) -> dict:
+    """One row, in this (fresh) process."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from csnln.allocator import keep_freed_memory
+    from csnln.inference import precision_context
+    from csnln.upscaling import upscale_file
+    from csnln.zoo import load_model
+
+    keep_freed_memory()  # as csnln upscale does
+    model = load_model(spec["model"], spec["scale"])
+    plan_options = BEFORE if spec["plan"] == "before" else {}
+    seen: dict = {}
+    ticks = [0]
+    limit = spec.get("max_tiles")
+
+    def on_tile() -> None:
+        ticks[0] += 1
+        if ticks[0] == 1:
+            seen["first"] = time.perf_counter()
+        if limit is not None and ticks[0] >= limit:
+            raise _Stop
+
+    out = Path(tempfile.mkdtemp()) / "out.png"
+    start = time.perf_counter()
+    try:
+        upscale_file(
+            spec["image"],
+            out,
+            spec["scale"],
+            model,
+            precision=spec["precision"],
+            device="cpu",
+            on_plan=lambda plan: seen.update(plan=plan),
+            on_tile=on_tile,
+            **plan_options,
+        )
+        seconds = time.perf_counter() - start
+        extrapolated = False
+    except _Stop:
+        elapsed = time.perf_counter() - start
+        seconds = elapsed / ticks[0] * seen["plan"].calls
+        extrapolated = True
+    plan = seen["plan"]
+    # FLOPs of one model call of the plan's shape, times the calls.
+    from PIL import Image
+
+    with Image.open(spec["image"]) as img:
+        w, h = img.size
+    tile_h = min(plan.tile or h, h)
+    tile_w = min(plan.tile or w, w)
+    calls = -(-plan.calls // plan.batch)
+    piece = torch.rand(plan.batch, 3, tile_h, tile_w)
+    with (
+        torch.no_grad(),
+        precision_context(plan.precision, torch.device("cpu")),
+        FlopCounterMode(display=False) as counter,
+    ):
+        model(piece)
+    flops = counter.get_total_flops() * calls
+    if plan.calls % plan.batch:  # the last call holds fewer tiles
+        flops = counter.get_total_flops() * (plan.calls / plan.batch)
+    return {
+        **spec,
+        "seconds": seconds,
+        "extrapolated_from": ticks[0] if extrapolated else None,
+        "tiles": plan.calls,
+        "calls": calls,
+        "tile": plan.tile,
+        "overlap": plan.overlap,
+        "batch": plan.batch,
+        "gflop": flops / 1e9,
+        "out_mpx": spec["scale"] ** 2 * w * h / 1e6,
+        "size": f"{w}x{h}",
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _quality(spec: dict) -> dict:
+    """PSNR/SSIM of one plan on Set5 and the B100 subset, in this process."""
+    from csnln.allocator import keep_freed_memory
+    from csnln.evaluation import evaluate
+    from csnln.zoo import load_model
+
+    keep_freed_memory()
+    model = load_model(spec["model"], spec["scale"])
+    options = BEFORE if spec["plan"] == "before" else {}
+    out = {}
+    for name, folder in (("Set5", SET5), ("B100", Path(spec["b100"]))):
+        start = time.perf_counter()
+        (result,) = evaluate(
+            model,
+            folder,
+            spec["scale"],
+            precision=spec["precision"],
+            device="cpu",
+            progress=False,
+            **options,
+        )
+        out[name] = (result.psnr, result.ssim, time.perf_counter() - start)
+    return {**spec, **out}
+
+
+def _matmul_peak(precision: str) -> float:
+    import torch
+
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = torch.rand(2048, 2048, dtype=dtype), torch.rand(2048, 2048, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * 2048**3 / best / 1e9
+
+
+def _spawn(mode: str, spec: dict) -> dict:
+    result = subprocess.run(
+        [sys.executable, __file__, mode, json.dumps(spec)], capture_output=True, text=True
+    )
+    if result.returncode:
+        raise RuntimeError(result.stderr[-2000:])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] in ("--cell", "--quality", "--peak"):
+        spec = json.loads(sys.argv[2])
+        if sys.argv[1] == "--cell":
+            print(json.dumps(_cell(spec)))
+        elif sys.argv[1] == "--quality":
+            print(json.dumps(_quality(spec)))
+        else:
+            print(json.dumps({p: _matmul_peak(p) for p in ("fp32", "bf16")}))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="small")
+    parser.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
+    parser.add_argument("--kodak", type=int, default=1, help="first N Kodak images (default 1)")
+    parser.add_argument("--no-photo", action="store_true", help="leave out the 1-Mpx photo")
+    parser.add_argument(
+        "--budget", type=float, default=120, help="seconds before a row is extrapolated"
+    )
+    parser.add_argument("--b100-every", type=int, default=10, help="default: every 10th image")
+    parser.add_argument("--no-quality", action="store_true")
+    args = parser.parse_args()
+    if not KODAK.is_dir():
+        print(f"{KODAK} not found: this benchmark needs ../shared", file=sys.stderr)
+        return 2
+    images = sorted(KODAK.glob("*.png"))[: args.kodak] + ([] if args.no_photo else [PHOTO])
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    peak = _spawn("--peak", {})
+    print(
+        f"# `csnln upscale` on photographs — `python benchmarks/photo.py "
+        f"{' '.join(sys.argv[1:])}`".rstrip()
+        + f"\n\ncommit {commit}, {time.strftime('%Y-%m-%d %H:%M')}; model `{args.model}`; "
+        f"2048² matmul peak here: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} "
+        "GFLOP/s.\n",
+        flush=True,
+    )
+    print(
+        "| image | scale | plan | precision | tiles (calls) | s | s / out Mpx | GFLOP | GFLOP/s "
+        "| % of peak | peak MB | speed-up vs before fp32 |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for image in images:
+        for scale in args.scales:
+            rows = []
+            for plan in ("before", "now"):
+                for precision in ("fp32", "bf16"):
+                    spec = {
+                        "model": args.model,
+                        "scale": scale,
+                        "image": str(image),
+                        "plan": plan,
+                        "precision": precision,
+                    }
+                    if plan == "before":
+                        # Time a few tiles first; extrapolate when the whole would be long.
+                        probe = _spawn("--cell", {**spec, "max_tiles": 4})
+                        if probe["seconds"] > args.budget:
+                            spec["max_tiles"] = max(4, min(16, probe["tiles"] // 8))
+                    rows.append(_spawn("--cell", spec))
+            base = rows[0]["seconds"]
+            for r in rows:
+                note = (
+                    f" (timed on {r['extrapolated_from']} tiles)" if r["extrapolated_from"] else ""
+                )
+                gflops = r["gflop"] / r["seconds"]
+                print(
+                    f"| {Path(r['image']).name} {r['size']} | x{scale} | {r['plan']} "
+                    f"(tile {r['tile']}/{r['overlap']}, {r['batch']}/call) | {r['precision']} "
+                    f"| {r['tiles']} ({r['calls']}) | {r['seconds']:.1f}{note} "
+                    f"| {r['seconds'] / r['out_mpx']:.2f} | {r['gflop']:.0f} | {gflops:.0f} "
+                    f"| {100 * gflops / peak[r['precision']]:.0f}% | {r['peak_mb']:.0f} "
+                    f"| {base / r['seconds']:.2f}x |",
+                    flush=True,
+                )
+    if args.no_quality:
+        return 0
+    subset = Path(tempfile.mkdtemp(prefix="b100_"))
+    for path in sorted(B100.glob("*.png"))[:: args.b100_every]:
+        (subset / path.name).symlink_to(path)
+    count = len(list(subset.iterdir()))
+    print(
+        f"\nQuality of the same plans (`csnln eval`'s protocol; B100: {count} images, every "
+        f"{args.b100_every}th), PSNR dB / SSIM on Y:\n"
+    )
+    print("| scale | plan | precision | Set5 | B100 | Set5 + B100 s |")
+    print("|---|---|---|---|---|---|")
+    for scale in args.scales:
+        for plan, precision in (("before", "fp32"), ("now", "fp32"), ("now", "bf16")):
+            q = _spawn(
+                "--quality",
+                {
+                    "model": args.model,
+                    "scale": scale,
+                    "plan": plan,
+                    "precision": precision,
+                    "b100": str(subset),
+                },
+            )
+            print(
+                f"| x{scale} | {plan} | {precision} | {q['Set5'][0]:.3f} / {q['Set5'][1]:.4f} "
+                f"| {q['B100'][0]:.3f} / {q['B100'][1]:.4f} | {q['Set5'][2] + q['B100'][2]:.0f} |",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
