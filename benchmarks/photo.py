@@ -4,13 +4,14 @@ plan against the one before, side by side in one run.
 Every row runs ``csnln.upscaling.upscale_file`` (what ``csnln upscale`` calls per file: read,
 plan, tiles, blend, write) in a fresh process, so that peak memory is that of one job. Plans:
 
-* ``before``: the plan of ``csnln upscale`` before the model's tile plan existed (commit
-  b098e83): LR tiles of 64 overlapping by 16, one per model call;
-* ``now``: the default today, the tile plan measured for the model
+* ``before``: ``csnln upscale`` as it was at ``--baseline`` (default b098e83, before this
+  work: the package of that commit, extracted to a temporary folder, with its default plan:
+  LR tiles of 64 overlapping by 16, one per model call);
+* ``now``: the package as it is, with its default plan: the tile plan measured for the model
   (``csnln.zoo.BUNDLED[model].tile_plans``, chosen by ``benchmarks/tile_plan.py``).
 
-Both in fp32 and bf16; the default of ``csnln upscale`` was fp32 before and is ``auto`` (bf16 on
-this CPU) now, so the headline ratio is ``before fp32`` / ``now bf16``. A ``before`` row that
+Both in fp32 and bf16; the default precision of ``csnln upscale`` was fp32 before and is
+``auto`` (bf16 on this CPU) now, so the headline ratio is ``before fp32`` / ``now bf16``. A ``before`` row that
 would take longer than ``--budget`` seconds is timed on its first tiles (all tiles of a plan
 have one size, hence one cost) and extrapolated to all of them: such rows say so.
 
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -42,7 +44,6 @@ KODAK = SHARED / "train" / "Kodak24"
 PHOTO = SHARED / "train" / "Wiki49" / "005.webp"
 SET5 = SHARED / "benchmark" / "Set5" / "HR"
 B100 = SHARED / "benchmark" / "B100" / "HR"
-BEFORE = {"tile": 64, "tile_overlap": 16, "tile_batch": 1}
 
 
 class _Stop(Exception):
@@ -51,17 +52,21 @@ class _Stop(Exception):
 
 def _cell(spec: dict) -> dict:
     """One row, in this (fresh) process."""
+    if spec["plan"] == "before":  # the package as it was
+        sys.path.insert(0, spec["baseline_src"])
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    import csnln
     from csnln.allocator import keep_freed_memory
     from csnln.inference import precision_context
     from csnln.upscaling import upscale_file
     from csnln.zoo import load_model
 
+    if spec["plan"] == "before":
+        assert csnln.__file__.startswith(spec["baseline_src"]), csnln.__file__
     keep_freed_memory()  # as csnln upscale does
     model = load_model(spec["model"], spec["scale"])
-    plan_options = BEFORE if spec["plan"] == "before" else {}
     seen: dict = {}
     ticks = [0]
     limit = spec.get("max_tiles")
@@ -75,6 +80,10 @@ def _cell(spec: dict) -> dict:
 
     out = Path(tempfile.mkdtemp()) / "out.png"
     start = time.perf_counter()
+    if spec["plan"] == "before":  # its API: no plan object, the tile count at the start
+        hooks = {"on_start": lambda calls: seen.update(calls=calls)}
+    else:
+        hooks = {"on_plan": lambda plan: seen.update(plan=plan, calls=plan.calls)}
     try:
         upscale_file(
             spec["image"],
@@ -83,17 +92,23 @@ def _cell(spec: dict) -> dict:
             model,
             precision=spec["precision"],
             device="cpu",
-            on_plan=lambda plan: seen.update(plan=plan),
             on_tile=on_tile,
-            **plan_options,
+            **hooks,
         )
         seconds = time.perf_counter() - start
         extrapolated = False
     except _Stop:
         elapsed = time.perf_counter() - start
-        seconds = elapsed / ticks[0] * seen["plan"].calls
+        seconds = elapsed / ticks[0] * seen["calls"]
         extrapolated = True
-    plan = seen["plan"]
+    # the before plan: tiles of 64 overlapping by 16, one per call (whole up to 96x96 LR)
+    plan = seen.get("plan") or SimpleNamespace(
+        calls=seen["calls"],
+        tile=64 if seen["calls"] > 1 else None,
+        overlap=16,
+        batch=1,
+        precision=spec["precision"],
+    )
     # FLOPs of one model call of the plan's shape, times the calls.
     from PIL import Image
 
@@ -130,13 +145,14 @@ def _cell(spec: dict) -> dict:
 
 def _quality(spec: dict) -> dict:
     """PSNR/SSIM of one plan on Set5 and the B100 subset, in this process."""
+    if spec["plan"] == "before":
+        sys.path.insert(0, spec["baseline_src"])
     from csnln.allocator import keep_freed_memory
     from csnln.evaluation import evaluate
     from csnln.zoo import load_model
 
     keep_freed_memory()
     model = load_model(spec["model"], spec["scale"])
-    options = BEFORE if spec["plan"] == "before" else {}
     out = {}
     for name, folder in (("Set5", SET5), ("B100", Path(spec["b100"]))):
         start = time.perf_counter()
@@ -147,7 +163,6 @@ def _quality(spec: dict) -> dict:
             precision=spec["precision"],
             device="cpu",
             progress=False,
-            **options,
         )
         out[name] = (result.psnr, result.ssim, time.perf_counter() - start)
     return {**spec, **out}
@@ -196,6 +211,7 @@ def main() -> int:
     )
     parser.add_argument("--b100-every", type=int, default=10, help="default: every 10th image")
     parser.add_argument("--no-quality", action="store_true")
+    parser.add_argument("--baseline", default="b098e83", help="the commit of the before rows")
     args = parser.parse_args()
     if not KODAK.is_dir():
         print(f"{KODAK} not found: this benchmark needs ../shared", file=sys.stderr)
@@ -204,11 +220,18 @@ def main() -> int:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
+    baseline = Path(tempfile.mkdtemp(prefix="csnln_baseline_"))
+    archive = subprocess.run(
+        ["git", "archive", args.baseline, "src"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive, check=True)
+    baseline_src = str(baseline / "src")
     peak = _spawn("--peak", {})
     print(
         f"# `csnln upscale` on photographs — `python benchmarks/photo.py "
         f"{' '.join(sys.argv[1:])}`".rstrip()
-        + f"\n\ncommit {commit}, {time.strftime('%Y-%m-%d %H:%M')}; model `{args.model}`; "
+        + f"\n\ncommit {commit} (before: {args.baseline}), {time.strftime('%Y-%m-%d %H:%M')}; "
+        f"model `{args.model}`; "
         f"2048² matmul peak here: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} "
         "GFLOP/s.\n",
         flush=True,
@@ -229,6 +252,7 @@ def main() -> int:
                         "image": str(image),
                         "plan": plan,
                         "precision": precision,
+                        "baseline_src": baseline_src,
                     }
                     if plan == "before":
                         # Time a few tiles first; extrapolate when the whole would be long.
@@ -273,6 +297,7 @@ def main() -> int:
                     "plan": plan,
                     "precision": precision,
                     "b100": str(subset),
+                    "baseline_src": baseline_src,
                 },
             )
             print(

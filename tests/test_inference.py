@@ -8,11 +8,11 @@ import torch.nn.functional as F
 
 import csnln
 from csnln.inference import (
-    Plan,
     Upscaler,
     chop_tile_count,
     estimate_memory,
     fast_bf16,
+    output_bytes,
     parse_memory,
     precision_context,
     resolve_precision,
@@ -159,13 +159,18 @@ def test_auto_plan_is_the_models_measured_plan_on_cpu() -> None:
     model.tile_plan = TilePlan(tile=16, overlap=3, batch=4)
     assert model.descriptor.tile_plan == model.tile_plan
     upscaler = Upscaler(model, device="cpu", max_memory="8GB")
-    assert upscaler.plan(40, 50) == Plan(tile=16, overlap=3, batch=4)
+    plan = upscaler.plan(40, 50)
+    assert (plan.tile, plan.overlap, plan.batch) == (16, 3, 4)
+    assert plan.calls == len(tile_starts(40, 16, 3)) * len(tile_starts(50, 16, 3))
+    assert plan.needed <= plan.budget == 8 * 2**30
     assert upscaler.plan(16, 12).tile is None  # fits in one tile: whole
     explicit = Upscaler(model, device="cpu", tile=24, tile_overlap=5, tile_batch=2)
-    assert explicit.plan(40, 50) == Plan(tile=24, overlap=5, batch=2)
+    plan = explicit.plan(40, 50)
+    assert (plan.tile, plan.overlap, plan.batch) == (24, 5, 2)
     # A budget too small for 4 tiles per call runs fewer per call before smaller tiles.
     descriptor = model.descriptor
-    budget = descriptor.memory(16 * 2, 16) + 1
+    buffers = output_bytes(2, 40, 50, 1, tiled=True, alpha=False, ensemble=False)
+    budget = descriptor.memory(16 * 2, 16) + buffers + 1
     assert Upscaler(model, device="cpu", max_memory=budget).plan(40, 50).batch == 2
 
 

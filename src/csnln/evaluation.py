@@ -57,7 +57,7 @@ from tqdm import tqdm
 
 from .data.imresize import imresize, modcrop
 from .files import atomic_write
-from .inference import Upscaler
+from .inference import RunOptions, Upscaler, chop_fits
 from .metrics import psnr, ssim
 from .zoo import Bicubic, load_model
 
@@ -330,22 +330,6 @@ def prepare_pair(
 # --- running ---------------------------------------------------------------------------------
 
 
-def _chop_fits(h: int, w: int, scale: int, shave: int = 10, min_size: int = 3600) -> bool:
-    """Whether the authors' chop can cut an ``h x w`` LR image: every quarter it cuts (its
-    half size + ``shave``, rounded up past a multiple of ``scale``) must fit in its parent.
-    (Smaller images break the authors' code and :func:`~csnln.inference.run_chop` alike.)"""
-    while True:
-        h_size = h // 2 + shave
-        w_size = w // 2 + shave
-        h_size += scale - h_size % scale
-        w_size += scale - w_size % scale
-        if h_size > h or w_size > w:
-            return False
-        if h_size * w_size < min_size:
-            return True
-        h, w = h_size, w_size
-
-
 def _check_chop(entries: Sequence[DatasetEntry], scale: int) -> None:
     """ValueError naming the first image too small for ``chop`` (sizes from file headers)."""
     for entry in entries:
@@ -354,7 +338,7 @@ def _check_chop(entries: Sequence[DatasetEntry], scale: int) -> None:
         else:
             hr_size = _image_size(entry.hr_path)
             size = None if hr_size is None else (hr_size[0] // scale, hr_size[1] // scale)
-        if size is not None and not _chop_fits(*size, scale):
+        if size is not None and not chop_fits(size[1], size[0], scale=scale):
             raise ValueError(
                 f"{entry.lr_path or entry.hr_path}: LR {size[1]}x{size[0]} (x{scale}) is too "
                 "small for --chop, the authors' tiling (its quarters are half the image plus "
@@ -389,23 +373,19 @@ def super_resolve(
     return quantize(upscaler(x, on_tile=on_tile)[0]).cpu()
 
 
+#: How ``evaluate`` runs a model by default: its tile plan (as ``csnln upscale``), in float32
+#: so that a table is the same on every machine.
+EVAL_OPTIONS = RunOptions(precision="fp32")
+
+
 def _upscalers(
     model: ModelArg,
     scales: int | Sequence[int] | None,
-    options: dict[str, Any],
+    options: RunOptions | None,
     runtime: Mapping[str, Any],
 ) -> dict[int, Upscaler]:
-    """One :class:`Upscaler` per scale (models loaded up front, so errors come early)."""
-    defaults = {
-        "tile": "auto",
-        "tile_overlap": None,
-        "tile_batch": None,
-        "chop": False,
-        "self_ensemble": False,
-        "precision": "fp32",
-        "device": "auto",
-        "max_memory": None,
-    }
+    """One :class:`Upscaler` per scale (models loaded up front, so errors come early).
+    ``options`` None: :data:`EVAL_OPTIONS`, or an Upscaler's own."""
     wanted: list[int] | None
     if scales is None:
         wanted = None
@@ -418,15 +398,12 @@ def _upscalers(
 
     def wrap(m: nn.Module | Upscaler) -> Upscaler:
         if isinstance(m, Upscaler):
-            changed = [k for k, v in defaults.items() if options[k] != v]
-            if changed:
-                raise ValueError(
-                    f"an Upscaler carries its own options; do not also pass {', '.join(changed)}"
-                )
+            if options is not None:
+                raise ValueError("an Upscaler carries its own options; do not also pass options")
             return m
-        if not isinstance(m, nn.Module) or not hasattr(m, "scale"):
-            raise TypeError(f"expected a model with a .scale or an Upscaler, got {type(m)!r}")
-        return Upscaler(m, **options)
+        if not isinstance(m, nn.Module):
+            raise TypeError(f"expected a model or an Upscaler, got {type(m)!r}")
+        return Upscaler(m, options if options is not None else EVAL_OPTIONS)
 
     if isinstance(model, (str, PathLike)):
         if wanted is None:
@@ -455,37 +432,30 @@ def evaluate(
     model_or_upscaler: ModelArg,
     datasets: PathArg | Sequence[PathArg],
     scales: int | Sequence[int] | None = None,
+    options: RunOptions | None = None,
     *,
-    self_ensemble: bool = False,
-    tile: int | Literal["auto"] | None = "auto",
-    tile_overlap: int | None = None,
-    tile_batch: int | None = None,
-    chop: bool = False,
-    precision: str = "fp32",
-    device: str | torch.device = "auto",
-    max_memory: int | str | None = None,
     save_images: PathArg | None = None,
     progress: bool = True,
-    **runtime: Any,
+    model_options: Mapping[str, Any] | None = None,
+    **option_keywords: Any,
 ) -> list[EvalResult]:
     """Mean PSNR/SSIM of a model on benchmark datasets, by the published protocol.
 
     Args:
         model_or_upscaler: ``"bicubic"``, a bundled model name or a checkpoint path (loaded
             for each scale with :func:`csnln.zoo.load_model`); a model with a ``.scale``
-            (wrapped in an :class:`~csnln.inference.Upscaler` with the options below); an
-            ``Upscaler`` (its own options are used: leave the options below at defaults); or
-            a mapping ``{scale: model or Upscaler}``.
+            (wrapped in an :class:`~csnln.inference.Upscaler` with ``options``); an
+            ``Upscaler`` (its own options are used: pass no options); or a mapping
+            ``{scale: model or Upscaler}``.
         datasets: dataset folders (see :func:`find_dataset`); names must be distinct.
         scales: the scales to evaluate (default: the model's own scale).
-        self_ensemble: the x8 flips/transposes average.
-        tile, tile_overlap, chop, precision, device, max_memory: how the model runs, as in
-            :class:`~csnln.inference.Upscaler` (``tile="auto"``: whole images when they fit;
-            ``chop``: the authors' recursive tiling).
+        options: how the model runs (:class:`csnln.RunOptions`, or its fields as keywords:
+            ``tile=None``, ``chop=True``, ``self_ensemble=True``, ...). Default:
+            :data:`EVAL_OPTIONS`, the model's tile plan in float32.
         save_images: write each SR image as PNG to ``save_images/<dataset>/x<s>/<name>.png``
             (atomically).
         progress: a tqdm progress bar per dataset on stderr.
-        runtime: options for building models from a path (e.g. ``chunk_size``).
+        model_options: options for building models from a path (e.g. ``chunk_size``).
 
     Returns:
         One :class:`EvalResult` per dataset and scale, datasets in the order given, scales
@@ -495,22 +465,14 @@ def evaluate(
         FileNotFoundError / ValueError: missing or empty folders, size mismatches, duplicate
         dataset names, bad options, models of the wrong scale (all checked before running).
     """
-    options = {
-        "tile": tile,
-        "tile_overlap": tile_overlap,
-        "tile_batch": tile_batch,
-        "chop": chop,
-        "self_ensemble": self_ensemble,
-        "precision": precision,
-        "device": device,
-        "max_memory": max_memory,
-    }
-    if chop and tile not in ("auto", None):
-        raise ValueError("give either a tile size or chop, not both")
+    if options is not None and option_keywords:
+        raise ValueError("give either RunOptions or option keywords, not both")
+    if option_keywords:
+        options = EVAL_OPTIONS.replace(**option_keywords)
     folders = [datasets] if isinstance(datasets, (str, PathLike)) else list(datasets)
     if not folders:
         raise ValueError("no datasets given")
-    upscalers = _upscalers(model_or_upscaler, scales, options, runtime)
+    upscalers = _upscalers(model_or_upscaler, scales, options, model_options or {})
     names: dict[str, Path] = {}
     plan: list[tuple[str, dict[int, list[DatasetEntry]]]] = []
     for folder in folders:

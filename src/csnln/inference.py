@@ -9,12 +9,13 @@ Every function here takes LR batches ``N x 3 x h x w`` (float, [0, 1]) and retur
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -282,26 +283,62 @@ def run_tiled(
     return out.div_(weight)
 
 
+def chop_split(
+    h: int, w: int, *, scale: int, shave: int = 10, min_size: int = 3600
+) -> tuple[int, int] | None:
+    """The quarter size ``(h_size, w_size)`` the authors' chop cuts an ``h x w`` image into
+    (half + ``shave``, rounded up past a multiple of ``scale``), or None when a quarter would
+    not fit in the image (too small to chop: run whole)."""
+    h_size = h // 2 + shave
+    w_size = w // 2 + shave
+    h_size += scale - h_size % scale  # (sic: adds `scale` when already a multiple)
+    w_size += scale - w_size % scale
+    if h_size > h or w_size > w:
+        return None
+    if w_size * h_size >= min_size and h_size >= h and w_size >= w:
+        raise ValueError(f"chop cannot split {h}x{w} below {min_size} pixels with shave {shave}")
+    return h_size, w_size
+
+
+def chop_fits(h: int, w: int, *, scale: int, shave: int = 10, min_size: int = 3600) -> bool:
+    """Whether the chop can cut ``h x w`` all the way down (the authors' code crashes, and
+    :func:`run_chop` runs the piece whole, where a quarter would not fit its parent)."""
+    while True:
+        split = chop_split(h, w, scale=scale, shave=shave, min_size=min_size)
+        if split is None:
+            return False
+        h, w = split
+        if h * w < min_size:
+            return True
+
+
+def chop_tile_count(h: int, w: int, *, scale: int, shave: int = 10, min_size: int = 3600) -> int:
+    """How many model calls :func:`run_chop` makes on an ``h x w`` image."""
+    split = chop_split(h, w, scale=scale, shave=shave, min_size=min_size)
+    if split is None:
+        return 1
+    if split[0] * split[1] < min_size:
+        return 4
+    return 4 * chop_tile_count(*split, scale=scale, shave=shave, min_size=min_size)
+
+
 def run_chop(
     forward: Forward, lr: torch.Tensor, *, scale: int, shave: int = 10, min_size: int = 3600
 ) -> torch.Tensor:
     """The authors' recursive ``forward_chop``, exactly: split into 4 overlapping quarters
-    (``shave`` LR pixels of overlap, sizes rounded up to a multiple of ``scale``) until a
-    quarter has fewer than ``min_size`` LR pixels, run each, paste the quarters' inner parts.
+    (:func:`chop_split`) until a quarter has fewer than ``min_size`` LR pixels, run each,
+    paste the quarters' inner parts.
 
     Reproduces the tiles (about 60x60 LR) behind the released numbers. An image too small to
     be cut into overlapping quarters (under about 24 pixels a side) is run whole.
     """
     _, _, h, w = lr.shape
-    h_half, w_half = h // 2, w // 2
-    h_size, w_size = h_half + shave, w_half + shave
-    h_size += scale - h_size % scale  # (sic: adds `scale` when already a multiple)
-    w_size += scale - w_size % scale
-    if h_size > h or w_size > w:
+    split = chop_split(h, w, scale=scale, shave=shave, min_size=min_size)
+    if split is None:
         # Too small to cut in overlapping quarters (the authors' code crashes here): whole.
         return forward(lr)
-    if w_size * h_size >= min_size and h_size >= h and w_size >= w:
-        raise ValueError(f"chop cannot split {h}x{w} below {min_size} pixels with shave {shave}")
+    h_size, w_size = split
+    h_half, w_half = h // 2, w // 2
     pieces = [
         lr[:, :, 0:h_size, 0:w_size],
         lr[:, :, 0:h_size, (w - w_size) : w],
@@ -332,21 +369,6 @@ def run_chop(
         :, :, (h_size - h + h_half) : h_size, (w_size - w + w_half) : w_size
     ]
     return out
-
-
-def chop_tile_count(h: int, w: int, *, scale: int, shave: int = 10, min_size: int = 3600) -> int:
-    """How many model calls :func:`run_chop` makes on an ``h x w`` image."""
-    h_size = h // 2 + shave
-    w_size = w // 2 + shave
-    h_size += scale - h_size % scale
-    w_size += scale - w_size % scale
-    if h_size > h or w_size > w:
-        return 1
-    if w_size * h_size < min_size:
-        return 4
-    if h_size >= h and w_size >= w:
-        raise ValueError(f"chop cannot split {h}x{w} below {min_size} pixels with shave {shave}")
-    return 4 * chop_tile_count(h_size, w_size, scale=scale, shave=shave, min_size=min_size)
 
 
 def _transforms() -> Iterator[
@@ -383,14 +405,75 @@ def self_ensemble(forward: Forward, lr: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
+class RunOptions:
+    """How to run a model on whole images: the one description every caller shares
+    (``csnln upscale``/``eval``/``demo``, the Python API, training's validation), validated
+    once, here.
+
+    ``tile``: ``"auto"`` (the default: on a CPU the model's measured tile plan, on a GPU the
+    whole image when it fits the memory budget, else the largest tile that does), an LR tile
+    size, or None (or 0) for whole images. ``tile_overlap``/``tile_batch``: the tiles' overlap
+    in LR pixels and tiles per model call (None: the plan's; an explicit tile overlaps by
+    :data:`DEFAULT_OVERLAP`). ``chop``: the authors' recursive tiling instead.
+    ``self_ensemble``: average the 8 flips/transposes. ``precision``: ``"auto"`` (bf16 where
+    it is fast, :func:`fast_bf16`; else fp32), ``"fp32"``, ``"bf16"`` or ``"fp16"`` (GPU).
+    ``device``: ``"auto"`` (CUDA when there is one), ``"cpu"``, ``"cuda[:N]"``.
+    ``max_memory``: the memory budget in bytes (or ``"4GB"``), default: the free memory.
+    """
+
+    tile: int | Literal["auto"] | None = "auto"
+    tile_overlap: int | None = None
+    tile_batch: int | None = None
+    chop: bool = False
+    self_ensemble: bool = False
+    precision: str = "auto"
+    device: str | torch.device = "auto"
+    max_memory: int | str | None = None
+
+    def __post_init__(self) -> None:
+        tile = None if self.tile == 0 else self.tile
+        if tile is not None and tile != "auto" and (
+            isinstance(tile, bool) or not isinstance(tile, int) or tile < MIN_INPUT_SIZE
+        ):
+            raise ValueError(
+                f"tile must be an integer >= {MIN_INPUT_SIZE}, 'auto' or None, got {tile!r}"
+            )
+        object.__setattr__(self, "tile", tile)
+        if self.tile_overlap is not None and self.tile_overlap < 0:
+            raise ValueError(f"tile overlap must be >= 0, got {self.tile_overlap}")
+        if self.tile_batch is not None and self.tile_batch < 1:
+            raise ValueError(f"tiles per call must be >= 1, got {self.tile_batch}")
+        if self.chop and tile not in ("auto", None):
+            raise ValueError("give either a tile size or chop, not both")
+        if self.precision not in PRECISION_CHOICES:
+            raise ValueError(
+                f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {self.precision!r}"
+            )
+        if self.max_memory is not None:
+            object.__setattr__(self, "max_memory", parse_memory(self.max_memory))
+
+    def replace(self, **changes: Any) -> RunOptions:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
 class Plan:
-    """How one image is cut: ``tile`` LR pixels square (None: whole) overlapping by
-    ``overlap``, ``batch`` tiles per model call, or the authors' chop."""
+    """How one image is run: ``tile`` LR pixels square (None: whole) overlapping by
+    ``overlap``, ``batch`` tiles per model call, or the authors' chop; in ``precision``.
+
+    ``calls``: tiles run (x8 with self-ensemble); ``needed``: estimated peak bytes (output
+    buffers + the model on one call); ``budget``: the bytes available (0: not planned for
+    memory).
+    """
 
     tile: int | None
     overlap: int
     batch: int = 1
     chop: bool = False
+    precision: str = "fp32"
+    calls: int = 1
+    needed: int = 0
+    budget: int = 0
 
     def tiles(self, h: int, w: int, scale: int) -> int:
         if self.chop:
@@ -398,124 +481,256 @@ class Plan:
         return count_tiles(h, w, self.tile, self.overlap)
 
 
-class Upscaler:
-    """A model plus the options of how to run it on whole images.
+class MemoryBudgetError(MemoryError):
+    """An image that cannot be upscaled within the memory budget, even with the smallest tile.
 
-    ``tile``: an LR tile size, ``None`` for whole images, or ``"auto"`` (the default). On a CPU,
-    "auto" is the tile plan measured for the model (``model.descriptor.tile_plan``: tile,
-    overlap and tiles per call; images no larger than one tile run whole), or for a model
-    without one, whole images up to :data:`CPU_TILE_PIXELS` and tiles of 64 beyond. On a GPU,
-    "auto" is the whole image when it fits the memory budget, else the largest tile that does.
-    The memory budget (``max_memory``, default half the free memory of the device) bounds
-    every plan. ``tile_overlap`` and ``tile_batch`` (tiles per model call) default to the
-    plan's. ``chop=True`` uses the authors' tiling instead. ``precision="auto"``: bf16 where it
-    is fast (:func:`fast_bf16`), else fp32.
+    ``needed`` is the estimated peak in bytes (output canvas and buffers + the model on one
+    tile), ``budget`` the bytes available; the message gives both on one line.
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        tile: int | Literal["auto"] | None = "auto",
-        tile_overlap: int | None = None,
-        tile_batch: int | None = None,
-        chop: bool = False,
-        self_ensemble: bool = False,
-        precision: str = "fp32",
-        device: str | torch.device = "auto",
-        max_memory: int | str | None = None,
-    ) -> None:
-        self.device = resolve_device(device)
-        self.descriptor = describe(model)
-        self.precision = resolve_precision(precision, self.device, self.descriptor)
-        if (
-            tile is not None
-            and tile != "auto"
-            and (not isinstance(tile, int) or tile < MIN_INPUT_SIZE)
-        ):
-            raise ValueError(
-                f"tile must be an integer >= {MIN_INPUT_SIZE}, 'auto' or None, got {tile!r}"
-            )
-        if tile_overlap is not None and tile_overlap < 0:
-            raise ValueError(f"tile overlap must be >= 0, got {tile_overlap}")
-        if tile_batch is not None and tile_batch < 1:
-            raise ValueError(f"tiles per call must be >= 1, got {tile_batch}")
-        self.model = model.to(self.device).eval()
-        self.scale = self.descriptor.scale
-        self.tile = tile
-        self.tile_overlap = tile_overlap
-        self.tile_batch = tile_batch
-        self.chop = chop
-        self.self_ensemble = self_ensemble
-        self.max_memory = None if max_memory is None else parse_memory(max_memory)
+    def __init__(self, message: str, *, needed: int, budget: int) -> None:
+        self.needed = needed
+        self.budget = budget
+        super().__init__(message)
 
-    def memory_budget(self) -> int:
-        return (
-            self.max_memory if self.max_memory is not None else available_memory(self.device) // 2
+
+_FLOAT = 4  # bytes per float32
+
+
+def _gb(n: float) -> str:
+    """Bytes for people: 1.50 GB, 286 MB, 12 KB."""
+    if abs(n) >= 2**30:
+        return f"{n / 2**30:.2f} GB"
+    return f"{n / 2**20:.0f} MB" if abs(n) >= 2**20 else f"{max(n, 0) / 2**10:.0f} KB"
+
+
+def output_bytes(
+    scale: int, h: int, w: int, images: int, *, tiled: bool, alpha: bool, ensemble: bool
+) -> int:
+    """Bytes of the full-size buffers beside the model: the result and its conversion, the
+    blending sum and weights when tiled, the running sum of the self-ensemble, the alpha."""
+    floats = 3 * images  # converting/clamping the result
+    if tiled:
+        floats += 6 * images + 1  # weighted sum and its normalised copy, plus the weights
+    if ensemble:
+        floats += 6 * images  # running sum + one un-transformed output
+    if alpha:
+        floats += 2 * images  # resized alpha and its intermediate
+    return scale * scale * h * w * floats * _FLOAT
+
+
+def plan_run(
+    descriptor: ModelDescriptor,
+    h: int,
+    w: int,
+    options: RunOptions,
+    *,
+    images: int = 1,
+    alpha: bool = False,
+) -> Plan:
+    """The plan for ``images`` LR images of ``h x w``: the one planner.
+
+    The memory budget is ``options.max_memory``, else the free memory of the device (of which
+    an automatic plan gives the model half). The full-size buffers (output, blending, alpha,
+    self-ensemble) are set aside first; the model's tiles get what is left (fewer tiles per
+    call first, then smaller tiles). Raises :class:`MemoryBudgetError` with the numbers when
+    not even the smallest tile fits.
+    """
+    device = resolve_device(options.device)
+    precision = resolve_precision(options.precision, device, descriptor)
+    scale = descriptor.scale
+    calls_per_tile = 8 if options.self_ensemble else 1
+    explicit = options.max_memory
+    total = explicit if explicit is not None else available_memory(device)
+    # The model's share: the whole budget when explicit, else half the free memory; no bound
+    # for a fixed tile without a budget.
+    share = explicit if explicit is not None else (total // 2 if options.tile == "auto" else None)
+
+    def reserved(tiled: bool) -> int:
+        return output_bytes(
+            scale, h, w, images, tiled=tiled, alpha=alpha, ensemble=options.self_ensemble
         )
 
-    def _fit(self, tile: int, batch: int, budget: int | None) -> tuple[int, int]:
-        """``(tile, batch)`` shrunk until ``batch`` tiles per call fit ``budget``: fewer tiles
-        per call first, then smaller tiles."""
+    def refuse(reserve: int, piece: tuple[int, int] | None = None, batch: int = 1) -> Exception:
+        smallest = piece is None
+        piece = piece or (min(MIN_INPUT_SIZE, h), min(MIN_INPUT_SIZE, w))
+        model_bytes = descriptor.memory(piece[0] * batch * images, piece[1])
+        needed = reserve + model_bytes
+        if explicit is not None:
+            where, hint = "--max-memory / max_memory", ""
+        else:
+            where = "the free memory"
+            hint = "" if smallest else "; use tiling (--tile N or --max-memory) or a smaller tile"
+        on = (
+            "the smallest tile"
+            if smallest
+            else "the whole image"
+            if piece == (h, w)
+            else f"{piece[1]}x{piece[0]} tiles"
+        )
+        return MemoryBudgetError(
+            f"{w}x{h} at x{scale} needs about {_gb(needed)} ({_gb(reserve)} for the "
+            f"{scale * w}x{scale * h} output and its buffers + {_gb(model_bytes)} for the model "
+            f"on {on}), more than the {_gb(total)} memory budget ({where}){hint}",
+            needed=needed,
+            budget=total,
+        )
+
+    def tiling(budget: int | None) -> Plan:
+        try:
+            return _choose_tiling(descriptor, h, w, options, device, budget, images)
+        except MemoryError:
+            raise refuse(reserved(True)) from None
+
+    if share is None:
+        plan = tiling(None)
+    else:
+        budget = min(share, total - reserved(False))
+        plan = tiling(budget) if budget > 0 else None
+        if plan is None or plan.tiles(h, w, scale) > 1:  # tiled: its buffers are larger
+            budget = min(share, total - reserved(True))
+            if budget <= 0:
+                raise refuse(reserved(True))
+            plan = tiling(budget)
+    tiles = plan.tiles(h, w, scale)
+    tiled = tiles > 1
+    reserve = reserved(tiled)
+    if plan.chop:
+        piece, batch = (min(h, 64), min(w, 64)), 1  # the chop's pieces are under 3600 pixels
+    elif tiled and plan.tile is not None:
+        piece, batch = (min(plan.tile, h), min(plan.tile, w)), plan.batch
+    else:
+        piece, batch = (h, w), 1
+    needed = reserve + descriptor.memory(piece[0] * batch * images, piece[1])
+    if needed > total:
+        raise refuse(reserve, piece, batch)
+    return dataclasses.replace(
+        plan,
+        tile=plan.tile if tiled else None,
+        overlap=plan.overlap if tiled else 0,
+        batch=batch if tiled else 1,
+        precision=precision,
+        calls=tiles * calls_per_tile,
+        needed=needed,
+        budget=total,
+    )
+
+
+def _choose_tiling(
+    descriptor: ModelDescriptor,
+    h: int,
+    w: int,
+    options: RunOptions,
+    device: torch.device,
+    budget: int | None,
+    images: int,
+) -> Plan:
+    """The tiling for the model's share ``budget`` of the memory (None: unbounded)."""
+
+    def fit_tile(batch: int = 1) -> int:
+        assert budget is not None
+        unit = descriptor.memory_per_pixel * batch * images
+        if budget <= descriptor.memory_constant + unit * MIN_INPUT_SIZE**2:
+            raise MemoryError
+        return max(MIN_INPUT_SIZE, int(math.sqrt((budget - descriptor.memory_constant) / unit)))
+
+    def shrink(tile: int, batch: int) -> tuple[int, int]:
+        """Fewer tiles per call first, then smaller tiles, until a call fits the budget."""
         if budget is None:
             return tile, batch
-        while batch > 1 and self.descriptor.memory(tile * batch, tile) > budget:
+        while batch > 1 and descriptor.memory(tile * batch * images, tile) > budget:
             batch //= 2
-        fit = tile_for_memory(self.model, budget, precision=self.precision)
-        return min(tile, fit), batch
+        return min(tile, fit_tile(batch)), batch
 
-    def plan(self, h: int, w: int) -> Plan:
-        """The tiling this upscaler uses for an ``h x w`` LR image."""
-        if self.chop:
-            return Plan(tile=None, overlap=0, chop=True)
-        descriptor = self.descriptor
-        if not descriptor.tileable:
-            # Nothing to bound, and tiling would change the result (e.g. bicubic).
-            return Plan(tile=None if self.tile == "auto" else self.tile, overlap=self._overlap(0))
-        preferred = descriptor.tile_plan
-        if self.device.type == "cpu" and preferred is None:
-            preferred = GENERIC_CPU_PLAN
-        batch = self.tile_batch or (preferred.batch if preferred else 1)
-        if self.tile != "auto":
-            if self.tile is None:
-                return Plan(tile=None, overlap=self._overlap(0), batch=1)
-            tile, batch = self._fit(self.tile, batch, self.max_memory)
-            return Plan(tile=tile, overlap=self._overlap(DEFAULT_OVERLAP), batch=batch)
-        budget = self.memory_budget()
-        fit = tile_for_memory(self.model, budget, precision=self.precision)
-        if self.device.type != "cpu" or preferred is None:  # a GPU: whole when it fits
-            if h * w <= fit * fit and max(h, w) <= fit:
-                return Plan(tile=None, overlap=self._overlap(0))
-            return Plan(tile=fit, overlap=self._overlap(DEFAULT_OVERLAP, cap=fit), batch=1)
-        whole = (
-            h * w <= CPU_TILE_PIXELS  # the generic plan: whole images up to CPU_TILE_PIXELS
-            if descriptor.tile_plan is None
-            else h <= preferred.tile and w <= preferred.tile
-        )
-        if whole and max(h, w) <= fit:
-            return Plan(tile=None, overlap=self._overlap(0))
-        tile, batch = self._fit(preferred.tile, batch, budget)
-        overlap = self._overlap(preferred.overlap, cap=tile if tile < preferred.tile else None)
-        return Plan(tile=tile, overlap=overlap, batch=batch)
+    def overlap(default: int, cap: int | None = None) -> int:
+        if options.tile_overlap is not None:
+            return options.tile_overlap
+        return default if cap is None else min(default, cap // 4)
 
-    def _overlap(self, default: int, *, cap: int | None = None) -> int:
-        overlap = self.tile_overlap if self.tile_overlap is not None else default
-        if cap is not None and self.tile_overlap is None:
-            overlap = min(overlap, cap // 4)
-        return overlap
+    if options.chop:
+        return Plan(tile=None, overlap=0, chop=True)
+    if not descriptor.tileable:
+        # Nothing to bound, and tiling would change the result (e.g. bicubic).
+        return Plan(tile=None if options.tile == "auto" else options.tile, overlap=overlap(0))
+    preferred = descriptor.tile_plan
+    if device.type == "cpu" and preferred is None:
+        preferred = GENERIC_CPU_PLAN
+    batch = options.tile_batch or (preferred.batch if preferred else 1)
+    if options.tile != "auto":
+        if options.tile is None:  # whole, as asked: the final check refuses what cannot fit
+            return Plan(tile=None, overlap=overlap(0))
+        tile, batch = shrink(options.tile, batch)
+        return Plan(tile=tile, overlap=overlap(DEFAULT_OVERLAP), batch=batch)
+    assert budget is not None
+    fit = fit_tile()
+    fits_whole = descriptor.memory(h * images, w) <= budget
+    if device.type != "cpu" or preferred is None:  # a GPU: whole when it fits
+        if fits_whole:
+            return Plan(tile=None, overlap=overlap(0))
+        return Plan(tile=fit, overlap=overlap(DEFAULT_OVERLAP, cap=fit), batch=1)
+    whole = (
+        h * w <= CPU_TILE_PIXELS  # the generic plan: whole images up to CPU_TILE_PIXELS
+        if descriptor.tile_plan is None
+        else h <= preferred.tile and w <= preferred.tile
+    )
+    if whole and fits_whole:
+        return Plan(tile=None, overlap=overlap(0))
+    tile, batch = shrink(preferred.tile, batch)
+    return Plan(
+        tile=tile,
+        overlap=overlap(preferred.overlap, cap=tile if tile < preferred.tile else None),
+        batch=batch,
+    )
+
+
+class Upscaler:
+    """A model plus the :class:`RunOptions` of how to run it on whole images.
+
+    ``Upscaler(model, options)`` or ``Upscaler(model, tile=..., precision=...)`` (keywords of
+    :class:`RunOptions`). :meth:`plan` gives the :class:`Plan` for an image size; calling the
+    upscaler runs it.
+    """
+
+    def __init__(self, model: nn.Module, options: RunOptions | None = None, **kwargs: Any) -> None:
+        if options is not None and kwargs:
+            raise ValueError("give either RunOptions or option keywords, not both")
+        self.options = options if options is not None else RunOptions(**kwargs)
+        self.device = resolve_device(self.options.device)
+        self.descriptor = describe(model)
+        self.precision = resolve_precision(self.options.precision, self.device, self.descriptor)
+        self.model = model.to(self.device).eval()
+        self.scale = self.descriptor.scale
+
+    @property
+    def chop(self) -> bool:
+        return self.options.chop
+
+    @property
+    def self_ensemble(self) -> bool:
+        return self.options.self_ensemble
+
+    def plan(self, h: int, w: int, *, images: int = 1, alpha: bool = False) -> Plan:
+        """The plan for ``images`` LR images of ``h x w`` (see :func:`plan_run`)."""
+        return plan_run(self.descriptor, h, w, self.options, images=images, alpha=alpha)
 
     def _forward(self, lr: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), precision_context(self.precision, self.device):
             return self.model(lr).float()
 
     def __call__(
-        self, lr: torch.Tensor, *, on_tile: Callable[[], None] | None = None
+        self,
+        lr: torch.Tensor,
+        *,
+        plan: Plan | None = None,
+        on_tile: Callable[[], None] | None = None,
     ) -> torch.Tensor:
-        """Super-resolve ``lr`` (N x 3 x h x w, [0, 1]); returns float32 N x 3 x sh x sw."""
+        """Super-resolve ``lr`` (N x 3 x h x w, [0, 1]) by ``plan`` (default: :meth:`plan`);
+        returns float32 N x 3 x sh x sw."""
         if lr.dim() != 4 or lr.shape[1] != 3:
             raise ValueError(f"expected N x 3 x H x W images, got shape {tuple(lr.shape)}")
         lr = lr.to(self.device, torch.float32)
-        plan = self.plan(*lr.shape[-2:])
+        if plan is None:
+            plan = self.plan(*lr.shape[-2:], images=lr.shape[0])
 
         def run(x: torch.Tensor) -> torch.Tensor:
             if plan.chop:
@@ -537,10 +752,10 @@ class Upscaler:
                 on_tile=on_tile,
             )
 
-        if self.self_ensemble:
+        if self.options.self_ensemble:
             return self_ensemble(run, lr)
         return run(lr)
 
     def tiles_per_image(self, h: int, w: int) -> int:
         """How many tiles one ``h x w`` image takes (for progress bars)."""
-        return self.plan(h, w).tiles(h, w, self.scale) * (8 if self.self_ensemble else 1)
+        return self.plan(h, w).calls

@@ -35,9 +35,8 @@ import functools
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -58,15 +57,14 @@ from .imageio import (
     write_picture,
 )
 from .inference import (
+    MemoryBudgetError,
+    Plan,
+    RunOptions,
     Upscaler,
-    available_memory,
-    estimate_memory,
-    parse_memory,
+    plan_run,
     resolve_device,
-    resolve_precision,
 )
 from .models.descriptor import describe
-from .models.network import MIN_INPUT_SIZE
 from .zoo import BUNDLED, bundled_models, load_model
 
 __all__ = [
@@ -104,19 +102,6 @@ class NoBundledModelError(LookupError):
             f"no bundled weights are installed for x{scale}: pass model='bicubic' "
             f"(--model bicubic) or a checkpoint (.safetensors, or the authors' model_x{scale}.pt)"
         )
-
-
-class MemoryBudgetError(MemoryError):
-    """An image that cannot be upscaled within the memory budget, even with the smallest tile.
-
-    ``needed`` is the estimated peak in bytes (output canvas and buffers + the model on one
-    tile), ``budget`` the bytes available; the message gives both on one line.
-    """
-
-    def __init__(self, message: str, *, needed: int, budget: int) -> None:
-        self.needed = needed
-        self.budget = budget
-        super().__init__(message)
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,230 +179,60 @@ def resolve_model(
 
 
 # --------------------------------------------------------------------------------------------
-# memory and tiling
+# planning and running
 # --------------------------------------------------------------------------------------------
 
-_FLOAT = 4  # bytes per float32
-
-
-@dataclass
-class UpscalePlan:
-    """How one image (or batch) will be run.
-
-    ``upscaler``: the configured :class:`~csnln.inference.Upscaler`; ``tile``: the LR tile
-    size, None when the image runs whole; ``overlap``: the tiles' overlap in LR pixels;
-    ``calls``: tiles run (x8 with self-ensemble); ``batch``: tiles per model call;
-    ``precision``: the precision it runs in (``"auto"`` resolved); ``needed``: estimated peak
-    bytes; ``budget``: the bytes available.
-    """
-
-    upscaler: Upscaler
-    tile: int | None
-    overlap: int
-    calls: int
-    needed: int
-    budget: int
-    batch: int = 1
-    precision: str = "fp32"
-
-
-def _gb(n: float) -> str:
-    """Bytes for people: 1.50 GB, 286 MB, 12 KB."""
-    if abs(n) >= 2**30:
-        return f"{n / 2**30:.2f} GB"
-    return f"{n / 2**20:.0f} MB" if abs(n) >= 2**20 else f"{max(n, 0) / 2**10:.0f} KB"
-
-
-def _canvas_bytes(
-    scale: int, h: int, w: int, batch: int, *, tiled: bool, alpha: bool, ensemble: bool
-) -> int:
-    """Bytes of the full-size buffers beside the model: the result and its conversion, the
-    blending sum and weights when tiled, the running sum of the self-ensemble, the alpha."""
-    floats = 3 * batch  # converting/clamping the result
-    if tiled:
-        floats += 6 * batch + 1  # weighted sum and its normalised copy, plus the weights
-    if ensemble:
-        floats += 6 * batch  # running sum + one un-transformed output
-    if alpha:
-        floats += 2 * batch  # resized alpha and its intermediate
-    return scale * scale * h * w * floats * _FLOAT
-
-
-def _forward_bytes(model: nn.Module, h: int, w: int, batch: int, precision: str) -> int:
-    """Estimated peak of one model call on an ``h x w`` LR piece (batch ``batch``)."""
-    return estimate_memory(model, h * batch, w, precision=precision)
+#: The plan of one image (:class:`csnln.inference.Plan`), under the name this module used.
+UpscalePlan = Plan
 
 
 def plan_upscale(
     model: nn.Module,
     h: int,
     w: int,
+    options: RunOptions | None = None,
     *,
     batch: int = 1,
     alpha: bool = False,
-    tile: Tile = "auto",
-    tile_overlap: int | None = None,
-    tile_batch: int | None = None,
-    max_memory: int | str | None = None,
-    self_ensemble: bool = False,
-    precision: str = "auto",
-    device: str | torch.device = "auto",
-) -> UpscalePlan:
-    """Choose how to run ``model`` on an ``h x w`` LR image within the memory budget.
-
-    The budget is ``max_memory`` (bytes or e.g. ``"4GB"``) or, when not given, the free
-    memory of the device. Full-size buffers (output, blending, alpha) are set aside first; the
-    tile (``tile="auto"``, or an explicit tile when ``max_memory`` is given) is then the
-    largest whose estimated model memory fits what is left, the whole image when it fits.
-    ``tile=None`` or ``0`` runs the whole image; an int is a fixed LR tile size.
-
-    Raises :class:`MemoryBudgetError` (with the numbers) when even the smallest tile cannot
-    fit, and ``ValueError`` for bad options.
-    """
-    if tile == 0:
-        tile = None
-    dev = resolve_device(device)
-    precision = resolve_precision(precision, dev, describe(model))
-    explicit = None if max_memory is None else parse_memory(max_memory)
-    total = explicit if explicit is not None else available_memory(dev)
-    # The model's share: the whole budget when explicit, else half the free memory (as
-    # Upscaler does by default); None when a fixed tile is asked for without a budget.
-    share = explicit if explicit is not None else (total // 2 if tile == "auto" else None)
-    scale = describe(model).scale
-
-    def canvas(tiled: bool) -> int:
-        return _canvas_bytes(scale, h, w, batch, tiled=tiled, alpha=alpha, ensemble=self_ensemble)
-
-    def make(budget: int | None) -> Upscaler:
-        return Upscaler(
-            model,
-            tile=tile,
-            tile_overlap=tile_overlap,
-            tile_batch=tile_batch,
-            self_ensemble=self_ensemble,
-            precision=precision,
-            device=dev,
-            max_memory=budget,
-        )
-
-    def refuse(reserved: int, piece: tuple[int, int] | None = None) -> MemoryBudgetError:
-        """The error for ``reserved`` bytes of buffers + the model on ``piece`` (default:
-        the smallest tile)."""
-        smallest = piece is None
-        piece = piece or (min(MIN_INPUT_SIZE, h), min(MIN_INPUT_SIZE, w))
-        model_bytes = _forward_bytes(model, *piece, batch, precision)
-        needed = reserved + model_bytes
-        if explicit is not None:
-            where, hint = "--max-memory / max_memory", ""
-        else:
-            where = "the free memory"
-            hint = "" if smallest else "; use tiling (--tile N or --max-memory) or a smaller tile"
-        on = (
-            "the smallest tile"
-            if smallest
-            else "the whole image"
-            if piece == (h, w)
-            else f"{piece[1]}x{piece[0]} tiles"
-        )
-        return MemoryBudgetError(
-            f"{w}x{h} at x{scale} needs about {_gb(needed)} ({_gb(reserved)} for the "
-            f"{scale * w}x{scale * h} output and its buffers + {_gb(model_bytes)} for the model "
-            f"on {on}), more than the {_gb(total)} memory budget ({where}){hint}",
-            needed=needed,
-            budget=total,
-        )
-
-    def planned(reserved: int) -> Upscaler:
-        if share is None:
-            return make(None)
-        budget = min(share, total - reserved)
-        # Not even the smallest tile fits: the image would have to be tiled, so the numbers
-        # are those of tiling (output + blending buffers + the smallest tile).
-        if budget <= 0:
-            raise refuse(canvas(True))
-        upscaler = make(budget)
-        try:
-            upscaler.plan(h, w)
-        except MemoryError:
-            raise refuse(canvas(True)) from None
-        return upscaler
-
-    upscaler = planned(canvas(False))
-    tiles = upscaler.plan(h, w).tiles(h, w, scale)
-    if tiles > 1:
-        upscaler = planned(canvas(True))
-        tiles = upscaler.plan(h, w).tiles(h, w, scale)
-    plan = upscaler.plan(h, w)
-    piece = (h, w) if tiles == 1 or plan.tile is None else (min(plan.tile, h), min(plan.tile, w))
-    reserved = canvas(tiles > 1)
-    per_call = batch * (plan.batch if tiles > 1 else 1)
-    needed = reserved + _forward_bytes(model, *piece, per_call, precision)
-    if needed > total:
-        raise refuse(reserved, piece)
-    calls = tiles * (8 if self_ensemble else 1)
-    tiled = tiles > 1
-    return UpscalePlan(
-        upscaler,
-        plan.tile if tiled else None,
-        plan.overlap if tiled else 0,
-        calls,
-        needed,
-        total,
-        batch=plan.batch if tiled else 1,
-        precision=upscaler.precision,
-    )
+    **option_keywords: Any,
+) -> Plan:
+    """The plan for ``batch`` LR images of ``h x w`` with ``options`` (or their keywords):
+    :func:`csnln.inference.plan_run` for ``model``. Raises :class:`MemoryBudgetError` (with
+    the numbers) when even the smallest tile cannot fit, ``ValueError`` for bad options."""
+    options = _options(options, option_keywords)
+    return plan_run(describe(model), h, w, options, images=batch, alpha=alpha)
 
 
-# --------------------------------------------------------------------------------------------
-# running
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Options:
-    tile: Tile = "auto"
-    tile_overlap: int | None = None
-    tile_batch: int | None = None
-    max_memory: int | str | None = None
-    self_ensemble: bool = False
-    precision: str = "auto"
-    device: str | torch.device = "auto"
+def _options(options: RunOptions | None, keywords: dict[str, Any]) -> RunOptions:
+    if options is not None and keywords:
+        raise ValueError("give either RunOptions or option keywords, not both")
+    return options if options is not None else RunOptions(**keywords)
 
 
 def _run(
     model: nn.Module,
     rgb: torch.Tensor,
     alpha: torch.Tensor | None,
-    options: _Options,
+    options: RunOptions,
     *,
+    plan: Plan | None = None,
     on_start: Callable[[int], None] | None = None,
-    on_plan: Callable[[UpscalePlan], None] | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
     on_tile: Callable[[], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``rgb`` N x 3 x h x w and ``alpha`` N x 1 x h x w in [0, 1] -> (SR, alpha), float32."""
     n, _, h, w = rgb.shape
-    plan = plan_upscale(
-        model,
-        h,
-        w,
-        batch=n,
-        alpha=alpha is not None,
-        tile=options.tile,
-        tile_overlap=options.tile_overlap,
-        tile_batch=options.tile_batch,
-        max_memory=options.max_memory,
-        self_ensemble=options.self_ensemble,
-        precision=options.precision,
-        device=options.device,
-    )
+    upscaler = Upscaler(model, options)
+    if plan is None:
+        plan = upscaler.plan(h, w, images=n, alpha=alpha is not None)
     if on_start is not None:
         on_start(plan.calls)
     if on_plan is not None:
         on_plan(plan)
-    sr = plan.upscaler(rgb, on_tile=on_tile)
+    sr = upscaler(rgb, plan=plan, on_tile=on_tile)
     big_alpha = None
     if alpha is not None:
-        big_alpha = imresize(alpha.to(torch.float32), float(plan.upscaler.scale)).clamp_(0, 1)
+        big_alpha = imresize(alpha.to(torch.float32), float(upscaler.scale)).clamp_(0, 1)
     return sr, big_alpha
 
 
@@ -429,16 +244,10 @@ def _check_scale(scale: int) -> int:
 
 def upscale(
     image: ImageLike,
-    scale: int = 4,
+    scale: int = 2,
     model: ModelSpec = None,
-    *,
-    tile: Tile = "auto",
-    tile_overlap: int | None = None,
-    tile_batch: int | None = None,
-    max_memory: int | str | None = None,
-    self_ensemble: bool = False,
-    precision: str = "auto",
-    device: str | torch.device = "auto",
+    options: RunOptions | None = None,
+    **option_keywords: Any,
 ) -> ImageLike:
     """Upscale ``image`` by ``scale`` with ``model``; returns the same kind of image.
 
@@ -451,22 +260,18 @@ def upscale(
         scale: the upscaling factor (2, 3 or 4 for CSNLN); a given module must have it.
         model: an ``nn.Module``, a name or path (``"bicubic"``, a bundled name, a
             ``.safetensors`` checkpoint, an authors' ``.pt``), or None for the bundled default.
-        tile: ``"auto"`` (whole image when it fits, else the largest tile that does), an LR
-            tile size in pixels, or None/0 for the whole image.
-        tile_overlap: overlap of neighbouring tiles, LR pixels (blended linearly).
-        max_memory: memory budget (bytes or e.g. ``"4GB"``) for choosing the tile; default:
-            the free memory of the device.
-        self_ensemble: average the 8 flips/transposes (x8 slower, slightly better).
-        precision: ``"fp32"``, ``"bf16"`` (CPU or GPU) or ``"fp16"`` (GPU only).
-        device: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda[:N]"``.
+        options: how to run the model (:class:`csnln.RunOptions`: tile plan, precision,
+            device, memory budget, self-ensemble), or give its fields as keywords
+            (``tile=48``, ``precision="fp32"``, ...). Default: the model's measured tile plan
+            on a CPU, bf16 where it is fast.
 
     Float results are clamped to [0, 1]; integer results rounded. Greyscale in, greyscale out;
     alpha is upscaled with bicubic. Raises :class:`MemoryBudgetError` when the image cannot
     fit the memory budget, :class:`NoBundledModelError` for ``model=None`` without weights.
     """
     _check_scale(scale)
-    net = resolve_model(model, scale, device)
-    options = _Options(tile, tile_overlap, tile_batch, max_memory, self_ensemble, precision, device)
+    options = _options(options, option_keywords)
+    net = resolve_model(model, scale, options.device)
     if isinstance(image, Image.Image):
         loaded = image_from_pil(image)
         sr, alpha = _run_loaded(net, loaded, options)
@@ -485,10 +290,11 @@ def upscale(
 def _run_loaded(
     model: nn.Module,
     image: LoadedImage,
-    options: _Options,
+    options: RunOptions,
     *,
+    plan: Plan | None = None,
     on_start: Callable[[int], None] | None = None,
-    on_plan: Callable[[UpscalePlan], None] | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
     on_tile: Callable[[], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """SR (3 x sH x sW) and alpha (1 x sH x sW or None) of a loaded image, on the CPU."""
@@ -498,6 +304,7 @@ def _run_loaded(
         image.rgb[None],
         alpha,
         options,
+        plan=plan,
         on_start=on_start,
         on_plan=on_plan,
         on_tile=on_tile,
@@ -505,7 +312,7 @@ def _run_loaded(
     return sr[0].cpu(), None if big_alpha is None else big_alpha[0].cpu()
 
 
-def _upscale_tensor(image: torch.Tensor, model: nn.Module, options: _Options) -> torch.Tensor:
+def _upscale_tensor(image: torch.Tensor, model: nn.Module, options: RunOptions) -> torch.Tensor:
     if image.dtype != torch.uint8 and not image.is_floating_point():
         raise ValueError(f"unsupported tensor dtype {image.dtype} (use uint8 or a float type)")
     dims = image.dim()
@@ -562,12 +369,13 @@ def is_earlier_output(path: PathArg, siblings: set[str]) -> bool:
     return bool(match) and (bool(match["compare"]) or match["stem"] in siblings)
 
 
-def _peek_size(path: PathArg) -> tuple[int, int] | None:
-    """(width, height) from the file header, or None if it cannot be read (read_image will
-    then report the problem)."""
+def _peek_header(path: PathArg) -> tuple[tuple[int, int], bool] | None:
+    """((width, height), has alpha) from the file header, or None if it cannot be read
+    (read_image will then report the problem)."""
     try:
         with Image.open(path) as img:
-            return img.size
+            alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+            return img.size, alpha
     except Exception:  # any failure here is reported by read_image
         return None
 
@@ -575,22 +383,17 @@ def _peek_size(path: PathArg) -> tuple[int, int] | None:
 def upscale_file(
     path: PathArg,
     out_path: PathArg,
-    scale: int = 4,
+    scale: int = 2,
     model: ModelSpec = None,
+    options: RunOptions | None = None,
     *,
-    tile: Tile = "auto",
-    tile_overlap: int | None = None,
-    tile_batch: int | None = None,
-    max_memory: int | str | None = None,
-    self_ensemble: bool = False,
-    precision: str = "auto",
-    device: str | torch.device = "auto",
     overwrite: bool = False,
     compare_path: PathArg | None = None,
     label: str | None = None,
     on_start: Callable[[int], None] | None = None,
-    on_plan: Callable[[UpscalePlan], None] | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
     on_tile: Callable[[], None] | None = None,
+    **option_keywords: Any,
 ) -> Path:
     """Read ``path``, upscale it, write ``out_path`` atomically; returns ``out_path``.
 
@@ -600,8 +403,9 @@ def upscale_file(
     :func:`make_comparison`, captioned with ``label``). The outputs are checked for
     writability before anything is computed; nothing is overwritten unless ``overwrite``.
     ``on_start(calls)`` is called once the number of model calls is known (``on_plan(plan)``
-    with the whole :class:`UpscalePlan`), ``on_tile()`` after
-    each. Other options as in :func:`upscale`.
+    with the whole :class:`csnln.inference.Plan`), ``on_tile()`` after each. ``options`` (or
+    its keywords) as in :func:`upscale`. The plan is made once, from the file's header, so
+    that an image too large for the memory budget is refused before it is decoded.
 
     Raises FileNotFoundError / :class:`csnln.imageio.ImageReadError` for a missing or
     unreadable input, FileExistsError for an existing output, :class:`MemoryBudgetError`.
@@ -610,25 +414,20 @@ def upscale_file(
     out = check_writable(out_path, overwrite)
     if compare_path is not None:
         check_writable(compare_path, overwrite)
-    net = resolve_model(model, scale, device)
-    options = _Options(tile, tile_overlap, tile_batch, max_memory, self_ensemble, precision, device)
-    size = _peek_size(path)
-    if size is not None:  # refuse an image too large for the budget before decoding it
-        plan_upscale(
-            net,
-            size[1],
-            size[0],
-            tile=tile,
-            tile_overlap=tile_overlap,
-            tile_batch=tile_batch,
-            max_memory=max_memory,
-            self_ensemble=self_ensemble,
-            precision=precision,
-            device=device,
-        )
+    options = _options(options, option_keywords)
+    net = resolve_model(model, scale, options.device)
+    descriptor = describe(net)
+    header = _peek_header(path)
+    plan = None
+    if header is not None:  # refuse an image too large for the budget before decoding it
+        (width, height), alpha = header
+        plan = plan_run(descriptor, height, width, options, alpha=alpha)
     image = read_image(path)
+    h, w = image.rgb.shape[-2:]
+    if header is None or header != ((w, h), image.alpha is not None):  # e.g. EXIF rotation
+        plan = plan_run(descriptor, h, w, options, alpha=image.alpha is not None)
     sr, alpha = _run_loaded(
-        net, image, options, on_start=on_start, on_plan=on_plan, on_tile=on_tile
+        net, image, options, plan=plan, on_start=on_start, on_plan=on_plan, on_tile=on_tile
     )
     write_image(
         out,
