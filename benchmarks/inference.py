@@ -128,7 +128,7 @@ def measure_psnr(config: dict) -> dict:
     import torch
 
     from csnln.data.imresize import imresize, modcrop
-    from csnln.evaluation import load_rgb, quantize, to_uint8_matlab
+    from csnln.data.protocol import load_rgb, quantize, to_uint8_matlab
     from csnln.inference import Upscaler
     from csnln.metrics import psnr
 

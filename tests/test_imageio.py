@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from csnln import imageio
+from csnln import imageio, png16
 from csnln.imageio import (
     SUPPORTED_EXTENSIONS,
     ImageReadError,
@@ -126,7 +126,7 @@ def _filtered(sub: np.ndarray, filters: list[int]) -> bytes:
 def _reference_png16(array: np.ndarray, filters: list[int], interlace: bool) -> bytes:
     h, w, channels = array.shape
     colour = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
-    passes = imageio._ADAM7 if interlace else ((0, 0, 1, 1),)
+    passes = png16._ADAM7 if interlace else ((0, 0, 1, 1),)
     raw = b"".join(
         _filtered(array[y0::dy, x0::dx], filters)
         for x0, y0, dx, dy in passes

@@ -125,6 +125,29 @@ def test_both_softmax_layouts_give_the_same_values_and_gradients(scale: int) -> 
         torch.testing.assert_close(ga, gb, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("scale", [2, 4])
+def test_fused_in_scale_attention_gives_the_same_values_and_gradients(scale: int) -> None:
+    """scaled_dot_product_attention (the GPU's path) vs chunked bmm + softmax, forced here."""
+    from csnln.models.attention import InScaleAttention
+
+    torch.manual_seed(0)
+    model = csnln.CSNLN(scale, n_feats=8, depth=2, chunk_size=7)
+    x = torch.rand(2, 3, 10, 12, requires_grad=True)
+    results = []
+    for fused in (False, True):
+        for module in model.modules():
+            if isinstance(module, InScaleAttention):
+                module.fused = fused
+        out = model(x)
+        params = [p for p in model.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(out.square().sum(), [x, *params])
+        results.append((out, grads))
+    (a, grads_a), (b, grads_b) = results
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    for ga, gb in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize(("n_feats", "depth"), [(2, 1), (6, 1), (12, 3)])
 def test_any_even_width_and_depth(n_feats: int, depth: int) -> None:
     model = csnln.CSNLN(2, n_feats=n_feats, depth=depth)

@@ -8,6 +8,7 @@ from .models import (
     load_official,
     save_checkpoint,
 )
+from .inference import RunOptions, Upscaler
 from .upscaling import upscale
 
 __version__ = "0.1.0"
@@ -46,6 +47,8 @@ __all__ = [
     "CSNLN",
     "CSNLNConfig",
     "CheckpointError",
+    "RunOptions",
+    "Upscaler",
     "load_checkpoint",
     "load_official",
     "save_checkpoint",

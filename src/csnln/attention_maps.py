@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 from torch import nn
 
 from .models.attention import CrossScaleAttention, InScaleAttention
+from .models.descriptor import describe
 
 __all__ = ["AttentionMap", "attention_maps", "attention_picture"]
 
@@ -78,7 +79,7 @@ def attention_maps(model: nn.Module, lr: torch.Tensor, at: tuple[int, int]) -> l
     ]
     # The network pads the image to a multiple of its attention factor; the attentions run on
     # that grid (and at x4 also on twice it).
-    m = int(getattr(model, "size_multiple", 1))
+    m = describe(model).size_multiple
     padded_h, padded_w = h + -h % m, w + -w % m
     try:
         with torch.no_grad():

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import torch
 
+from .comparison import write_comparison
 from .data.imresize import imresize
-from .evaluation import prepare_pair, quantize
+from .data.protocol import prepare_pair, quantize
 from .imageio import write_image
 from .inference import Upscaler
 from .metrics import psnr, ssim
-from .upscaling import default_model_name, model_label, write_comparison
+from .upscaling import default_model_name, model_label
 from .zoo import load_model
 
 SAMPLE = Path(__file__).parent / "samples" / "butterfly.png"

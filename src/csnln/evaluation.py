@@ -40,7 +40,6 @@ import csv
 import io
 import json
 import math
-import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -53,13 +52,24 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from tqdm import tqdm
 
-from .data.imresize import imresize, modcrop
+from .data.files import IMAGE_SUFFIXES, images_in
+from .data.imresize import imresize
+from .data.protocol import (
+    UnreadableImageError,
+    check_sizes,
+    image_size,
+    load_rgb,
+    prepare_pair,
+    quantize,
+    to_uint8_matlab,
+)
 from .files import atomic_write
 from .inference import RunOptions, Upscaler, chop_fits
 from .metrics import psnr, ssim
-from .zoo import Bicubic, load_model
+from .models.descriptor import describe
+from .progress import progress as progress_bar
+from .zoo import BUNDLED, Bicubic, bundled_models, load_model
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -84,32 +94,9 @@ __all__ = [
 ]
 
 #: File suffixes (lower case) taken as images in a dataset folder; other files are ignored.
-IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
-
-#: Smallest SSIM window: an HR image must keep 11x11 pixels after the ``s``-pixel border crop.
-_SSIM_WINDOW = 11
 
 PathArg = str | PathLike[str]
 ModelArg = str | PathLike[str] | nn.Module | Upscaler | Mapping[int, nn.Module | Upscaler]
-
-# Errors PIL raises on unreadable, truncated or hostile files.
-_PIL_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    ValueError,
-    SyntaxError,
-    EOFError,
-    Image.DecompressionBombError,
-)
-
-
-class UnreadableImageError(ValueError):
-    """An image file that cannot be decoded; ``path`` names it."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"{path}: cannot read image ({reason})")
-        self.path = path
-        self.reason = reason
-
 
 class UnreadableImageWarning(UserWarning):
     """Emitted by :func:`evaluate` for each unreadable image it skips (once per file)."""
@@ -174,79 +161,10 @@ def _finite(value: Any) -> Any:
 # --- reading ---------------------------------------------------------------------------------
 
 
-def load_rgb(path: PathArg) -> torch.Tensor:
-    """Image file -> ``uint8`` tensor ``3 x H x W`` (greyscale/palette converted to RGB).
-
-    Raises :class:`UnreadableImageError` (naming the file) when it cannot be decoded and
-    ``FileNotFoundError`` when it does not exist.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except _PIL_ERRORS as exc:
-        raise UnreadableImageError(path, str(exc) or type(exc).__name__) from exc
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
-
-
-def _image_size(path: Path) -> tuple[int, int] | None:
-    """``(H, W)`` from the file header, or None when the header cannot be read."""
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except _PIL_ERRORS:
-        return None
-    return h, w
-
-
-def to_uint8_matlab(x: torch.Tensor) -> torch.Tensor:
-    """MATLAB's ``uint8(x)`` for ``[0, 255]`` data: round half away from zero, saturate."""
-    t = torch.trunc(x)
-    r = torch.where((x - t).abs() == 0.5, t + torch.sign(x), torch.round(x))  # round: half-even
-    return r.clamp(0, 255).to(torch.uint8)
-
-
-def quantize(sr: torch.Tensor) -> torch.Tensor:
-    """The authors' ``quantize`` (rgb_range 1): ``round(clamp(255 * sr, 0, 255))`` as uint8."""
-    return sr.mul(255).clamp(0, 255).round().to(torch.uint8)
-
-
-# --- datasets --------------------------------------------------------------------------------
-
-
 def dataset_name(folder: PathArg) -> str:
     """The dataset's name: the folder's name, or its parent's when the folder is ``HR``."""
     path = Path(folder).resolve()
     return path.parent.name if path.name == "HR" else path.name
-
-
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _check_sizes(
-    hr_size: tuple[int, int],
-    lr_size: tuple[int, int] | None,
-    scale: int,
-    hr_path: Path,
-    lr_path: Path | None,
-) -> None:
-    """ValueError naming the file when LR x scale != cropped HR, or HR is too small."""
-    h, w = hr_size[0] - hr_size[0] % scale, hr_size[1] - hr_size[1] % scale
-    if lr_size is not None and (lr_size[0] * scale, lr_size[1] * scale) != (h, w):
-        raise ValueError(
-            f"{lr_path}: LR image is {lr_size[1]}x{lr_size[0]}, but x{scale} of it must match "
-            f"the HR {hr_path.name} cropped to a multiple of {scale} ({w}x{h}); "
-            f"expected {w // scale}x{h // scale}"
-        )
-    need = _SSIM_WINDOW + 2 * scale
-    if h < need or w < need:
-        raise ValueError(
-            f"{hr_path}: image is {hr_size[1]}x{hr_size[0]}; at x{scale} it needs at least "
-            f"{need}x{need} pixels (SSIM's 11x11 window after a {scale}-pixel border crop)"
-        )
 
 
 def find_dataset(folder: PathArg, scale: int) -> list[DatasetEntry]:
@@ -277,7 +195,7 @@ def find_dataset(folder: PathArg, scale: int) -> list[DatasetEntry]:
     if (root / "HR").is_dir():
         hr_dir = root / "HR"
         lr_dir = root / "LR_bicubic" / f"X{scale}"
-    files = _images_in(hr_dir)
+    files = images_in(hr_dir)
     if not files:
         where = f"{hr_dir} (benchmark layout: {root}/HR)" if hr_dir != root else str(root)
         raise FileNotFoundError(
@@ -285,46 +203,16 @@ def find_dataset(folder: PathArg, scale: int) -> list[DatasetEntry]:
         )
     lr_files: dict[str, Path] = {}
     if lr_dir is not None and lr_dir.is_dir():
-        lr_files = {p.stem: p for p in _images_in(lr_dir)}
+        lr_files = {p.stem: p for p in images_in(lr_dir)}
     entries = []
     for hr_path in files:
         lr_path = lr_files.get(f"{hr_path.stem}x{scale}")
-        hr_size = _image_size(hr_path)
+        hr_size = image_size(hr_path)
         if hr_size is not None:
-            lr_size = _image_size(lr_path) if lr_path is not None else None
-            _check_sizes(hr_size, lr_size, scale, hr_path, lr_path)
+            lr_size = image_size(lr_path) if lr_path is not None else None
+            check_sizes(hr_size, lr_size, scale, hr_path, lr_path)
         entries.append(DatasetEntry(hr_path.stem, hr_path, lr_path))
     return entries
-
-
-def prepare_pair(
-    hr_path: PathArg, scale: int, lr_path: PathArg | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(HR, LR)`` of one image, both ``uint8`` ``3 x H x W``, by the evaluation protocol.
-
-    HR is cropped to a multiple of ``scale``; LR is read from ``lr_path`` when given (and must
-    be exactly HR's size / ``scale``), else MATLAB ``imresize(HR, 1/scale)`` in float64
-    rounded half away from zero.
-
-    Raises:
-        UnreadableImageError: a file cannot be decoded (names it).
-        ValueError: LR/HR size mismatch (names the LR file) or an image too small to measure.
-    """
-    hr_path = Path(hr_path)
-    hr_full = load_rgb(hr_path)
-    lr_file = Path(lr_path) if lr_path is not None else None
-    lr = load_rgb(lr_file) if lr_file is not None else None
-    _check_sizes(
-        tuple(hr_full.shape[-2:]),  # type: ignore[arg-type]
-        tuple(lr.shape[-2:]) if lr is not None else None,  # type: ignore[arg-type]
-        scale,
-        hr_path,
-        lr_file,
-    )
-    hr = modcrop(hr_full, scale)
-    if lr is None:
-        lr = to_uint8_matlab(imresize(hr.to(torch.float64), 1 / scale))
-    return hr, lr
 
 
 # --- running ---------------------------------------------------------------------------------
@@ -334,9 +222,9 @@ def _check_chop(entries: Sequence[DatasetEntry], scale: int) -> None:
     """ValueError naming the first image too small for ``chop`` (sizes from file headers)."""
     for entry in entries:
         if entry.lr_path is not None:
-            size = _image_size(entry.lr_path)
+            size = image_size(entry.lr_path)
         else:
-            hr_size = _image_size(entry.hr_path)
+            hr_size = image_size(entry.hr_path)
             size = None if hr_size is None else (hr_size[0] // scale, hr_size[1] // scale)
         if size is not None and not chop_fits(size[1], size[0], scale=scale):
             raise ValueError(
@@ -406,9 +294,11 @@ def _upscalers(
         return Upscaler(m, options if options is not None else EVAL_OPTIONS)
 
     if isinstance(model, (str, PathLike)):
+        if wanted is None and str(model) in BUNDLED:  # a bundled name: all of its scales
+            wanted = sorted(bundled_models().get(str(model), {})) or None
         if wanted is None:
             loaded = load_model(model, None, **runtime)
-            return {int(loaded.scale): wrap(loaded)}
+            return {describe(loaded).scale: wrap(loaded)}
         return {s: wrap(load_model(model, s, **runtime)) for s in wanted}
     if isinstance(model, Mapping):
         ups = {int(s): wrap(m) for s, m in model.items()}
@@ -448,7 +338,8 @@ def evaluate(
             ``Upscaler`` (its own options are used: pass no options); or a mapping
             ``{scale: model or Upscaler}``.
         datasets: dataset folders (see :func:`find_dataset`); names must be distinct.
-        scales: the scales to evaluate (default: the model's own scale).
+        scales: the scales to evaluate (default: the model's own scale; every scale of a
+            bundled model).
         options: how the model runs (:class:`csnln.RunOptions`, or its fields as keywords:
             ``tile=None``, ``chop=True``, ``self_ensemble=True``, ...). Default:
             :data:`EVAL_OPTIONS`, the model's tile plan in float32.
@@ -493,13 +384,8 @@ def evaluate(
     results: list[EvalResult] = []
     for name, by_scale in plan:
         total = sum(len(entries) for entries in by_scale.values())
-        with tqdm(
-            total=total,
-            desc=name,
-            unit="img",
-            file=sys.stderr,
-            disable=not progress,
-            dynamic_ncols=True,
+        with progress_bar(
+            total=total, desc=name, unit="img", enabled=progress, dynamic_ncols=True
         ) as bar:
             for s, entries in by_scale.items():
                 results.append(
@@ -516,7 +402,7 @@ def _evaluate_one(
     scale: int,
     entries: Sequence[DatasetEntry],
     *,
-    bar: tqdm,
+    bar: Any,
     warned: set[Path],
     out_dir: Path | None,
 ) -> EvalResult:

@@ -40,10 +40,10 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from torch import nn
 
+from .comparison import write_comparison
 from .data.imresize import imresize
 from .imageio import (
     LoadedImage,
@@ -54,7 +54,6 @@ from .imageio import (
     to_array,
     to_pil,
     write_image,
-    write_picture,
 )
 from .inference import (
     MemoryBudgetError,
@@ -64,6 +63,7 @@ from .inference import (
     plan_run,
     resolve_device,
 )
+from .models.bicubic import Bicubic
 from .models.descriptor import describe
 from .zoo import BUNDLED, bundled_models, load_model
 
@@ -78,13 +78,11 @@ __all__ = [
     "default_model_name",
     "default_output_path",
     "is_earlier_output",
-    "make_comparison",
     "model_label",
     "plan_upscale",
     "resolve_model",
     "upscale",
     "upscale_file",
-    "write_comparison",
 ]
 
 ImageLike = TypeVar("ImageLike", Image.Image, np.ndarray, torch.Tensor)
@@ -123,7 +121,7 @@ def model_label(model: ModelSpec, scale: int | None = None) -> str:
     """A short name for ``model`` (for captions): ``bicubic``, the bundled name, the
     checkpoint's file stem, or the module's class name."""
     if isinstance(model, nn.Module):
-        return "bicubic" if type(model).__name__ == "Bicubic" else type(model).__name__.lower()
+        return "bicubic" if isinstance(model, Bicubic) else type(model).__name__.lower()
     if model is None:
         try:
             return default_model_name(scale if scale is not None else 4)
@@ -158,10 +156,8 @@ def resolve_model(
     """
     dev = resolve_device(device)
     if isinstance(model, nn.Module):
-        own = getattr(model, "scale", None)
-        if own is None:
-            raise ValueError("the model has no `scale` attribute: cannot tell its upscaling factor")
-        if scale is not None and int(own) != scale:
+        own = describe(model).scale
+        if scale is not None and own != scale:
             raise ValueError(f"the model upscales x{own}, but scale={scale} was asked for")
         return model.to(dev).eval()
     if model is None:
@@ -400,7 +396,7 @@ def upscale_file(
     The output keeps the source's greyscale/alpha, bit depth (where the format has it), ICC
     profile and EXIF (orientation applied to the pixels and reset to 1); its format comes from
     its extension. ``compare_path``: also write a side-by-side image (see
-    :func:`make_comparison`, captioned with ``label``). The outputs are checked for
+    :func:`csnln.comparison.make_comparison`, captioned with ``label``). The outputs are checked for
     writability before anything is computed; nothing is overwritten unless ``overwrite``.
     ``on_start(calls)`` is called once the number of model calls is known (``on_plan(plan)``
     with the whole :class:`csnln.inference.Plan`), ``on_tile()`` after each. ``options`` (or
@@ -450,118 +446,3 @@ def upscale_file(
             overwrite=overwrite,
         )
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# side-by-side comparison
-# --------------------------------------------------------------------------------------------
-
-_MAX_VIEW = 1024  # longest side of each full view in the comparison image
-_ZOOM = 4
-_BACKGROUND = (32, 32, 32)
-_TEXT = (235, 235, 235)
-_MARK = (255, 64, 64)
-
-
-def _font(size: int = 14) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, ValueError, ImportError, OSError):  # no FreeType: the bitmap font
-        return ImageFont.load_default()
-
-
-def _fit(draw: ImageDraw.ImageDraw, text: str, font: object, width: int) -> str:
-    """``text``, shortened with "..." until it fits in ``width`` pixels."""
-    if draw.textlength(text, font=font) <= width:  # type: ignore[arg-type]
-        return text
-    while len(text) > 1 and draw.textlength(text + "...", font=font) > width:  # type: ignore[arg-type]
-        text = text[:-1]
-    return text.rstrip() + "..."
-
-
-def _detail_region(image: torch.Tensor, size: int) -> tuple[int, int]:
-    """Top-left (y, x) of the ``size x size`` window with the highest gradient energy."""
-    grey = image.mean(0)
-    energy = torch.zeros_like(grey)
-    energy[:, 1:] += (grey[:, 1:] - grey[:, :-1]) ** 2
-    energy[1:, :] += (grey[1:, :] - grey[:-1, :]) ** 2
-    stride = max(1, size // 4)
-    sums = F.avg_pool2d(energy[None, None], size, stride=stride)[0, 0]
-    index = int(torch.argmax(sums))
-    y, x = divmod(index, sums.shape[1])
-    return y * stride, x * stride
-
-
-def _to_pil_rgb(image: torch.Tensor) -> Image.Image:
-    arr = image.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    return Image.fromarray(np.ascontiguousarray(arr), "RGB")
-
-
-def make_comparison(
-    lr: torch.Tensor, sr: torch.Tensor, *, grey: bool = False, label: str = "csnln"
-) -> Image.Image:
-    """A side-by-side RGB image: bicubic upscale of ``lr`` (left) | ``sr`` (right).
-
-    ``lr`` is 3 x h x w, ``sr`` 3 x sh x sw (floats in [0, 1]). Each column has a caption,
-    the full image (shrunk to at most 1024 pixels if larger) with a red box around the most
-    detailed region (highest gradient energy of ``sr``), and below it that region zoomed 4x
-    with nearest-neighbour pixels, so the difference is visible.
-    """
-    scale = sr.shape[-1] // lr.shape[-1]
-    bicubic = imresize(lr[None].to(torch.float32), float(scale))[0]
-    bicubic = bicubic[:, : sr.shape[-2], : sr.shape[-1]]
-    sr = sr.to(torch.float32)
-    if grey:
-        bicubic, sr = (t.mean(0, keepdim=True).expand(3, -1, -1) for t in (bicubic, sr))
-    h, w = sr.shape[-2:]
-    crop = min(64, max(8, min(h, w) // 2), h, w)
-    y0, x0 = _detail_region(sr, crop)
-    shrink = min(1.0, _MAX_VIEW / max(h, w))
-    view = (max(1, round(w * shrink)), max(1, round(h * shrink)))
-    zoomed = crop * _ZOOM
-    font = _font()
-    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    text_h = probe.textbbox((0, 0), "Ag", font=font)[3] + 6
-    gap = 8
-    col_w = max(view[0], zoomed)
-    width = 2 * col_w + 3 * gap
-    height = gap + text_h + view[1] + gap + text_h + zoomed + gap
-    canvas = Image.new("RGB", (width, height), _BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
-    captions = (f"bicubic x{scale}", f"{label} x{scale}")
-    for column, (image, caption) in enumerate(zip((bicubic, sr), captions, strict=True)):
-        left = gap + column * (col_w + gap)
-        full = _to_pil_rgb(image)
-        shown = full if shrink == 1.0 else full.resize(view, Image.Resampling.LANCZOS)
-        top = gap
-        draw.text((left, top), _fit(draw, caption, font, col_w), fill=_TEXT, font=font)
-        top += text_h
-        canvas.paste(shown, (left, top))
-        box = [round(v * shrink) for v in (x0, y0, x0 + crop, y0 + crop)]
-        draw.rectangle(
-            [left + box[0], top + box[1], left + box[2] - 1, top + box[3] - 1],
-            outline=_MARK,
-            width=max(1, min(2, crop // 8)),
-        )
-        top += view[1] + gap
-        zoom_caption = _fit(draw, f"{caption}: {_ZOOM}x zoom of the red box", font, col_w)
-        draw.text((left, top), zoom_caption, fill=_TEXT, font=font)
-        top += text_h
-        detail = full.crop((x0, y0, x0 + crop, y0 + crop))
-        canvas.paste(detail.resize((zoomed, zoomed), Image.Resampling.NEAREST), (left, top))
-    return canvas
-
-
-def write_comparison(
-    path: PathArg,
-    lr: torch.Tensor,
-    sr: torch.Tensor,
-    *,
-    grey: bool = False,
-    label: str = "csnln",
-    icc_profile: bytes | None = None,
-    overwrite: bool = False,
-) -> Path:
-    """Write :func:`make_comparison` of ``lr`` and ``sr`` to ``path`` (atomically)."""
-    image = make_comparison(lr, sr, grey=grey, label=label)
-    return write_picture(path, image, icc_profile=icc_profile, overwrite=overwrite)

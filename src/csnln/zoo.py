@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -37,6 +37,9 @@ class BundledModel:
 
     files: dict[int, str]
     tile_plans: dict[int, TilePlan]
+    #: Set5 PSNR (dB, Y) per scale as ``csnln eval --model NAME`` printed it with the default
+    #: options (benchmarks/results/eval_small.md); shown by ``csnln models``.
+    set5_psnr: dict[int, float] = field(default_factory=dict)
 
 
 #: Bundled model names; the first name with weights for a scale is the default of
@@ -81,8 +84,12 @@ def load_model(spec: str | Path, scale: int | None = None, **runtime: object) ->
         files = bundled.get(text, {})
         if scale is None and len(files) == 1:
             scale = next(iter(files))
+        have = ", ".join(f"x{s}" for s in sorted(files)) or "none installed"
+        if scale is None:
+            raise ValueError(
+                f"bundled model {text!r} has one file per scale ({have}): give a scale"
+            )
         if scale not in files:
-            have = ", ".join(f"x{s}" for s in sorted(files)) or "none installed"
             raise ValueError(f"bundled model {text!r} has no x{scale} weights (has: {have})")
         model = load_checkpoint(files[scale], **runtime)
         model.tile_plan = BUNDLED[text].tile_plans.get(scale)

@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 
 from ..attention_maps import attention_maps, attention_picture
-from ..evaluation import load_rgb
+from ..data.protocol import load_rgb
 from ..imageio import write_picture
+from ..models.network import CSNLN
 from ..models.official import CheckpointError
 from ..upscaling import default_model_name
 from ..zoo import load_model
@@ -48,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             raise ValueError(f"--at must be X,Y (two integers), got {args.at!r}") from None
         model = load_model(args.model or default_model_name(args.scale), args.scale).eval()
-        if not hasattr(model, "size_multiple"):
-            raise ValueError(f"{args.model!r} has no attention to show")
+        if not isinstance(model, CSNLN):
+            raise ValueError(f"{args.model!r} has no attention to show (it is not a CSNLN)")
         lr = load_rgb(args.image).to(torch.float32).div(255)[None]
         maps = attention_maps(model, lr, (row, col))
         picture = attention_picture(lr, maps)

@@ -11,9 +11,15 @@ Exit status: 0 on success; 1 when an image could not be read (it is named in a w
 skipped and counted); 2 for bad arguments or input (missing/empty folders, LR/HR size
 mismatch, unusable model).
 
+The benchmark sets (Set5, Set14, B100, Urban100, Manga109) are not part of the package: they
+are distributed with the EDSR/RCAN code bases and the papers' project pages; point --data at a
+folder of HR images.
+
 Examples:
-  csnln eval --model bicubic --data benchmark/Set5 benchmark/Set14 --scale 2 3 4
-  csnln eval --model model_x2.pt --data benchmark/Set5 --chop --json set5.json
+  csnln eval --data Set5/                              # the bundled default, x2 x3 x4
+  csnln eval --model bicubic --data Set5/ Set14/ --scale 2 3 4
+  csnln eval --model small --scale 4 --data Set5/ --json set5.json
+  csnln eval --model model_x2.pt --data Set5/ --chop  # an authors' checkpoint, their tiling
 """
 
 from __future__ import annotations
@@ -36,16 +42,17 @@ from ..evaluation import (
 )
 from ..inference import DEFAULT_OVERLAP, PRECISION_CHOICES
 from ..models.official import CheckpointError
+from ..upscaling import default_model_name
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``csnln eval``."""
     parser.add_argument(
         "--model",
-        required=True,
         metavar="MODEL",
         help="'bicubic', a bundled model name, a project checkpoint (.safetensors) or an "
-        "authors' checkpoint (model_x2.pt etc., recognised by its keys)",
+        "authors' checkpoint (model_x2.pt etc., recognised by its keys); default: the bundled "
+        "default model, as `csnln upscale` uses it",
     )
     parser.add_argument(
         "--data",
@@ -62,8 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         type=int,
         metavar="S",
-        help="one or more scales, e.g. --scale 2 3 4 (default: the checkpoint's scale; "
-        "required for bicubic). A checkpoint serves only its own scale",
+        help="one or more scales, e.g. --scale 2 3 4 (default: the checkpoint's scale, or every "
+        "scale of a bundled model; required for bicubic). A checkpoint serves only its own "
+        "scale",
     )
     parser.add_argument(
         "--json", type=Path, metavar="FILE", help="write the results (with per-image ones) as JSON"
@@ -138,16 +146,22 @@ def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: A
     tqdm.write(f"warning: {message}", file=sys.stderr)
 
 
+def _default_model(scales: list[int] | None) -> str:
+    """The bundled model ``csnln upscale`` uses (for the first scale asked, else x2)."""
+    return default_model_name(scales[0] if scales else 2)
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table, write the requested files; returns the exit status."""
     if args.max_memory is None:  # (it raises peak memory: not when a budget is given)
         keep_freed_memory()  # no page-fault churn between model calls (csnln/allocator.py)
     try:
+        model = args.model if args.model is not None else _default_model(args.scale)
         with warnings.catch_warnings():
             warnings.simplefilter("always", UnreadableImageWarning)
             warnings.showwarning = _show_warning
             results = evaluate(
-                args.model,
+                model,
                 args.data,
                 args.scale,
                 self_ensemble=args.self_ensemble,
@@ -162,12 +176,12 @@ def run(args: argparse.Namespace) -> int:
                 progress=not args.no_progress,
             )
         print(format_table(results, layout=args.table), end="")
-        extra = {"model": str(args.model)}
+        extra = {"model": str(model)}
         if args.json is not None:
             write_json(results, args.json, extra=extra)
         if args.csv is not None:
             write_csv(results, args.csv)
-    except (CheckpointError, ValueError, OSError, MemoryError) as exc:
+    except (CheckpointError, ValueError, OSError, MemoryError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     skipped = [(r, name) for r in results for name in r.skipped]

@@ -1,22 +1,26 @@
-"""List the bundled models, describe a checkpoint, or convert an authors' checkpoint.
+"""List the bundled models, describe a model, or convert an authors' checkpoint.
 
-  csnln models                              bundled models and their scales
-  csnln models info CHECKPOINT              config, parameter count and metadata
+  csnln models                          bundled models: scales, parameters, Set5 PSNR, default
+  csnln models info small               a bundled model at each of its scales (--scale 2: one)
+  csnln models info CHECKPOINT          a checkpoint file: config, parameters, metadata
   csnln models convert model_x2.pt OUT.safetensors
-                                            authors' .pt -> this package's format
+                                        an authors' .pt (their release) -> this package's format
 
-Python: csnln.zoo.bundled_models(), csnln.zoo.load_model(), csnln.save_checkpoint().
+Python: csnln.zoo.bundled_models(), csnln.zoo.load_model("small", 2), csnln.save_checkpoint().
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from ..models.checkpoint import read_checkpoint, save_checkpoint
+from ..models.network import CSNLN
 from ..models.official import CheckpointError
+from ..upscaling import default_model_name
 from ..zoo import BUNDLED, bundled_models, load_model
 
 
@@ -29,9 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="list (default): bundled models; info: describe CHECKPOINT; "
         "convert: write CHECKPOINT (an authors' .pt) as OUTPUT (.safetensors)",
     )
-    parser.add_argument("checkpoint", nargs="?", help="a .safetensors or authors' .pt file")
+    parser.add_argument(
+        "checkpoint", nargs="?", help="a bundled model name, a .safetensors or an authors' .pt file"
+    )
     parser.add_argument("output", nargs="?", help="with convert: the .safetensors file to write")
     parser.add_argument("--overwrite", action="store_true", help="with convert: replace OUTPUT")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        choices=(2, 3, 4),
+        help="with info on a bundled model: only this scale (default: all of its scales)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.checkpoint:
             raise ValueError(f"models {args.action} needs a CHECKPOINT")
         if args.action == "info":
+            if args.checkpoint in BUNDLED:
+                return _info_bundled(args.checkpoint, args.scale)
             return _info(Path(args.checkpoint))
         if not args.output:
             raise ValueError("models convert needs an OUTPUT path (.safetensors)")
@@ -63,12 +77,53 @@ def _list() -> int:
     if not BUNDLED:
         print("no bundled models in this version; use --model bicubic or a checkpoint file")
         return 0
+    defaults = {scale: default_model_name(scale) for scale in (2, 3, 4) if _has_default(scale)}
+    print("name   scale  parameters  Set5 PSNR dB (csnln eval)  default")
     for name, entry in BUNDLED.items():
-        have = installed.get(name, {})
-        scales = ", ".join(
-            f"x{s}{'' if s in have else ' (missing)'}" for s in sorted(entry.files)
+        for scale in sorted(entry.files):
+            if scale not in installed.get(name, {}):
+                print(f"{name:<6} x{scale}     (weights missing)")
+                continue
+            model = load_model(name, scale)
+            params = sum(p.numel() for p in model.parameters())
+            psnr = entry.set5_psnr.get(scale)
+            shown = f"{psnr:.2f}" if psnr is not None else "not measured"
+            default = "yes" if defaults.get(scale) == name else ""
+            print(f"{name:<6} x{scale}     {params:>10,}  {shown:<25}  {default}")
+    print("`csnln models info NAME` for the configs and tile plans.")
+    return 0
+
+
+def _has_default(scale: int) -> bool:
+    try:
+        default_model_name(scale)
+    except LookupError:
+        return False
+    return True
+
+
+def _info_bundled(name: str, scale: int | None) -> int:
+    entry = BUNDLED[name]
+    scales = [scale] if scale is not None else sorted(entry.files)
+    infos = []
+    for s in scales:
+        if s not in entry.files:
+            have = ", ".join(f"x{k}" for k in sorted(entry.files))
+            raise ValueError(f"bundled model {name!r} has no x{s} weights (has: {have})")
+        model = load_model(name, s)
+        plan = entry.tile_plans.get(s)
+        infos.append(
+            {
+                "name": name,
+                "scale": s,
+                "file": str(bundled_models()[name][s]),
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "config": model.config.to_dict(),
+                "cpu_tile_plan": None if plan is None else dataclasses.asdict(plan),
+                "set5_psnr": entry.set5_psnr.get(s),
+            }
         )
-        print(f"{name}: {scales}")
+    print(json.dumps(infos if scale is None else infos[0], indent=2))
     return 0
 
 
@@ -76,9 +131,8 @@ def _info(path: Path) -> int:
     model = load_model(path)
     params = sum(p.numel() for p in model.parameters())
     info: dict[str, object] = {"file": str(path), "parameters": params}
-    config = getattr(model, "config", None)
-    if config is not None:
-        info["config"] = config.to_dict()
+    if isinstance(model, CSNLN):
+        info["config"] = model.config.to_dict()
     if path.suffix == ".safetensors":
         info["metadata"] = read_checkpoint(path)[2]
     else:

@@ -43,6 +43,7 @@ from ..inference import DEFAULT_OVERLAP, PRECISION_CHOICES, resolve_device, reso
 from ..models.descriptor import describe
 from ..models.network import MIN_INPUT_SIZE
 from ..models.official import CheckpointError
+from ..progress import progress
 from ..upscaling import (
     NoBundledModelError,
     UpscalePlan,
@@ -177,7 +178,7 @@ class _TileProgress:
     def __init__(self, *, enabled: bool) -> None:
         self.enabled = enabled
         self.name = ""
-        self.bar: tqdm | None = None
+        self.bar: Any = None
         self.plan: UpscalePlan | None = None
         self.done = 0
         self.started = 0.0
@@ -185,13 +186,8 @@ class _TileProgress:
     def start(self, plan: UpscalePlan) -> None:
         self.plan, self.done, self.started = plan, 0, time.perf_counter()
         if self.enabled and plan.calls > 1:
-            self.bar = tqdm(
-                total=plan.calls,
-                unit="tile",
-                leave=False,
-                desc=self.name,
-                position=1,
-                mininterval=0.5 if sys.stderr.isatty() else 30.0,
+            self.bar = progress(
+                total=plan.calls, unit="tile", leave=False, desc=self.name, position=1
             )
 
     def update(self) -> None:
@@ -359,7 +355,9 @@ def run(args: argparse.Namespace) -> int:
         jobs.append((source, out, compare))
 
     done = 0
-    images = tqdm(total=len(jobs), unit="image", disable=args.no_progress or len(jobs) < 2)
+    images = progress(
+        total=len(jobs), unit="image", enabled=not args.no_progress and len(jobs) > 1
+    )
     tiles = _TileProgress(enabled=not args.no_progress)
     try:
         with warnings.catch_warnings():
@@ -416,6 +414,12 @@ def run(args: argparse.Namespace) -> int:
         return 130
     images.close()
     if failed:
-        print(f"{failed} failure(s); {done} of {len(inputs)} image(s) written", file=sys.stderr)
+        # `failed` counts the images that were not written and the inputs that matched
+        # nothing, so the two numbers add up to what was asked for.
+        asked = done + failed
+        print(
+            f"{done} of {asked} input(s) written; {failed} failed (each named above)",
+            file=sys.stderr,
+        )
         return 1
     return 0

@@ -27,7 +27,7 @@ import math
 
 import torch
 
-__all__ = ["imresize", "downscale_bicubic", "modcrop", "cubic", "contributions"]
+__all__ = ["imresize", "modcrop", "cubic", "contributions"]
 
 
 def cubic(x: torch.Tensor) -> torch.Tensor:
@@ -87,8 +87,9 @@ def _resize_along_dim(
     w = weights.to(x.dtype)
     out = None
     for k in range(weights.shape[1]):
-        term = x.index_select(dim, indices[:, k]) * w[:, k].reshape(shape)
-        out = term if out is None else out + term
+        term = x.index_select(dim, indices[:, k]).mul_(w[:, k].reshape(shape))
+        # In place: two output-sized arrays alive at a time, not three (the same sums).
+        out = term if out is None else out.add_(term)
     assert out is not None
     return out
 
@@ -172,13 +173,3 @@ def modcrop(x: torch.Tensor, scale: int) -> torch.Tensor:
     """
     h, w = int(x.shape[-2]), int(x.shape[-1])
     return x[..., : h - h % scale, : w - w % scale]
-
-
-def downscale_bicubic(hr: torch.Tensor, scale: int) -> torch.Tensor:
-    """MATLAB bicubic downscaling by an integer factor: ``imresize(hr, 1 / scale)``.
-
-    ``hr`` is ``(..., H, W)`` (e.g. ``N×C×H×W`` or ``C×H×W``) in any value range. No
-    cropping is done here (apply :func:`modcrop` first for an exact ``H/scale × W/scale``
-    output) and no rounding (``uint8`` input gives an unrounded float64 result).
-    """
-    return imresize(hr, 1 / scale)

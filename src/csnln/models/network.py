@@ -18,7 +18,12 @@ from torch.utils.checkpoint import (
     create_selective_checkpoint_contexts,
 )
 
-from .attention import DEFAULT_CHUNK_SIZE, ChunkSize
+from .attention import (
+    DEFAULT_CHUNK_SIZE,
+    ChunkSize,
+    CrossScaleAttention,
+    InScaleAttention,
+)
 from .descriptor import ModelDescriptor, TilePlan
 from .layers import ConvPReLU, MeanShift
 from .sem import BRANCHES, FUSIONS, SelfExemplarsMining, attention_factor
@@ -228,7 +233,7 @@ class CSNLN(nn.Module):
     def set_chunk_size(self, chunk_size: ChunkSize) -> None:
         """Set how many query positions the attentions process at a time (None: all)."""
         for module in self.modules():
-            if hasattr(module, "chunk_size"):
+            if isinstance(module, (InScaleAttention, CrossScaleAttention)):
                 module.chunk_size = chunk_size
 
     def set_gradient_checkpointing(self, mode: bool | str = True) -> None:

@@ -78,8 +78,11 @@ class ModelSection:
     )
     init: str | None = _key(
         None,
-        "Weights to start from (fine-tuning): a project checkpoint (.safetensors) or an "
-        "authors' checkpoint (model_x2.pt ...). `null`: random initialisation from `seed`.",
+        "Weights to start from (fine-tuning): a bundled model name, a project checkpoint "
+        "(.safetensors) or an authors' checkpoint (model_x2.pt ...), of the same n_feats and "
+        "depth. Of another scale (warm-starting x3/x4 from x2), the tensors whose names and "
+        "shapes agree are loaded and the scale-specific layers keep their initialisation. "
+        "`null`: random initialisation from `seed`.",
     )
 
 

@@ -31,10 +31,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
-from tqdm import tqdm
 
+from ..data.files import IMAGE_SUFFIXES, images_in, is_image_file
 from ..data.imresize import imresize, modcrop
+from ..data.protocol import load_rgb, to_uint8_matlab
 from ..files import atomic_write
+from ..progress import progress as progress_bar
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -51,7 +53,6 @@ __all__ = [
 log = logging.getLogger("csnln.training")
 
 #: File suffixes (lower case) read as training images.
-IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
 _CACHE_VERSION = "1"
 
 
@@ -96,8 +97,8 @@ def find_images(patterns: Sequence[str | os.PathLike[str]]) -> list[Path]:
         files: list[Path] = []
         for match in matches:
             if match.is_dir():
-                files += sorted(p for p in match.iterdir() if _is_image(p))
-            elif _is_image(match):
+                files += images_in(match)
+            elif is_image_file(match):
                 files.append(match)
         if not files:
             if not matches or not matches[0].exists():
@@ -113,17 +114,9 @@ def find_images(patterns: Sequence[str | os.PathLike[str]]) -> list[Path]:
     return found
 
 
-def _is_image(path: Path) -> bool:
-    return (
-        path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and (path.is_file())
-    )
-
-
 def make_lr(hr: np.ndarray, scale: int) -> np.ndarray:
     """MATLAB-exact bicubic ``imresize(hr, 1/scale)`` of an ``H x W x 3`` uint8 image (H, W
     multiples of ``scale``), in float64, rounded half away from zero to uint8."""
-    from ..evaluation import to_uint8_matlab
-
     chw = torch.from_numpy(np.ascontiguousarray(hr.transpose(2, 0, 1)))
     lr = to_uint8_matlab(imresize(chw.to(torch.float64), 1 / scale))
     return np.ascontiguousarray(lr.numpy().transpose(1, 2, 0))
@@ -131,8 +124,6 @@ def make_lr(hr: np.ndarray, scale: int) -> np.ndarray:
 
 def _read_hr(path: Path, scale: int) -> np.ndarray:
     """Decode ``path`` as uint8 RGB ``H x W x 3``, cropped to a multiple of ``scale``."""
-    from ..evaluation import load_rgb
-
     return np.ascontiguousarray(modcrop(load_rgb(path), scale).numpy().transpose(1, 2, 0))
 
 
@@ -226,8 +217,8 @@ def prepare_images(
     skipped = 0
     with (
         ThreadPoolExecutor(max_workers=max(1, threads)) as pool,
-        tqdm(
-            total=len(files), desc="preparing LR", unit="img", disable=not progress, leave=False
+        progress_bar(
+            total=len(files), desc="preparing LR", unit="img", enabled=progress, leave=False
         ) as bar,
     ):
         jobs = [pool.submit(_prepare_one, Path(f), scale, patch_size, cache) for f in files]

@@ -42,6 +42,7 @@ from ..files import atomic_write
 from ..inference import precision_context
 from ..models.checkpoint import save_checkpoint
 from ..models.network import CSNLN, checkpointing_mode
+from ..progress import progress as progress_bar
 from .checkpointing import (
     CheckpointFiles,
     StopRequest,
@@ -132,19 +133,41 @@ def build_model(config: TrainConfig) -> CSNLN:
     model = CSNLN(m.scale, m.n_feats, m.depth, chunk_size=m.chunk_size)
     model.set_gradient_checkpointing(m.gradient_checkpointing)
     if m.init:
-        from ..zoo import load_model
+        from ..zoo import BUNDLED, load_model
 
-        source = load_model(m.init, m.scale)
+        # A bundled name has one file per scale: its x{scale} weights (fine-tuning).
+        source = load_model(m.init, m.scale if m.init in BUNDLED else None)
         if not isinstance(source, CSNLN) or (source.n_feats, source.depth) != (
             m.n_feats,
             m.depth,
         ):
-            got = getattr(source, "config", source)
+            got = source.config if isinstance(source, CSNLN) else type(source).__name__
             raise ConfigError(
                 f"model.init {m.init}: its architecture ({got}) differs from model "
                 f"(scale {m.scale}, n_feats {m.n_feats}, depth {m.depth})"
             )
-        model.load_state_dict(source.state_dict())
+        if source.scale == m.scale:
+            model.load_state_dict(source.state_dict())
+        else:
+            # Warm start across scales: the weights whose names and shapes agree (the head,
+            # the attentions, the fusion, the 3x3 convs) come from the source; the layers that
+            # depend on the scale (strided convs of another size, x4's second stage, the
+            # tail's order) keep their initialisation.
+            own = model.state_dict()
+            shared = {
+                k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape
+            }
+            model.load_state_dict(shared, strict=False)
+            log.info(
+                "model.init %s (x%d): %d of %d tensors loaded into the x%d model; new: %s",
+                m.init,
+                source.scale,
+                len(shared),
+                len(own),
+                m.scale,
+                ", ".join(sorted(set(own) - set(shared))[:8])
+                + (" ..." if len(own) - len(shared) > 8 else ""),
+            )
     return model
 
 
@@ -397,267 +420,345 @@ def _tensorboard(run_dir: Path, start_step: int) -> Any:
 
 
 def _run(config: TrainConfig, info: DistInfo, resume: ResumeArg) -> TrainResult:
-    run_dir, device = config.run_dir, info.device
-    precision = config.train.precision
-    precision_context(precision, device)  # fp16 on a CPU is an error, before any work
-    if config.val.dirs:
-        precision_context(config.val.precision, device)
-    if config.data.batch_size % info.world_size:
-        raise ConfigError(
-            f"data.batch_size {config.data.batch_size} is not divisible by the "
-            f"{info.world_size} processes"
-        )
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
-    start = _resume_point(config, resume)
+    trainer = Trainer(config, info, resume)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
 
-    # Model, optimizer, gradient scaler (fp16), state; then the checkpoint to continue from.
-    torch.manual_seed(config.seed)
-    model = build_model(config).to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    o = config.optim
-    optimizer = torch.optim.Adam(
-        params, lr=o.lr, betas=(o.betas[0], o.betas[1]), eps=o.eps, weight_decay=o.weight_decay
-    )
-    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
-    state = _State()
-    if start is not None:
-        _restore(start, model, optimizer, scaler, state)
-        log.info("resuming from %s (step %d)", start.weights, state.step)
-    initial = (
-        state.step,
-        copy.deepcopy(model.state_dict()),
-        copy.deepcopy(optimizer.state_dict()),
-    )
-    if info.is_main:
-        (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
-    dataset = _prepare_data(config, info)
-    net: nn.Module = model
-    if info.distributed:
-        # With depth 1 the cell's LR output (output_down, post_conv) is unused.
-        net = nn.parallel.DistributedDataParallel(
-            model,
-            device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=config.model.depth == 1,
-        )
-    total = config.train.steps
-    log.info(
-        "training %s: x%d, n_feats %d, depth %d, %s params; %d steps of batch %d (LR patch %d) "
-        "on %s (%d process(es)), %s%s; run folder %s",
-        config.name,
-        config.model.scale,
-        config.model.n_feats,
-        config.model.depth,
-        f"{sum(p.numel() for p in params):,}",
-        total,
-        config.data.batch_size,
-        config.data.patch_size,
-        device,
-        info.world_size,
-        precision,
-        _checkpointing_note(config.model.gradient_checkpointing),
-        run_dir,
-    )
 
-    if state.step >= total:
-        log.info("already at step %d of train.steps %d: nothing to train", state.step, total)
-    csv_log = _CsvLog(run_dir / "log.csv", state.step) if info.is_main else None
-    board = _tensorboard(run_dir, state.step) if info.is_main and config.log.tensorboard else None
-    bar = tqdm(
-        total=total,
-        initial=state.step,
-        unit="step",
-        desc=config.name,
-        disable=not (info.is_main and config.log.progress),
-        dynamic_ncols=True,
-        file=sys.stderr,
-    )
-    meter, began = _Meter(), time.perf_counter()
-    bad_in_row, stopped_by, last_saved = 0, None, state.step
-    latest: Path | None = start.weights if start is not None else None
+@dataclass(frozen=True)
+class _StepOutcome:
+    """What one optimizer step did: its learning rate, its loss (None when skipped), whether
+    it was skipped for a non-finite loss or gradient, and whether any process asked to stop."""
 
-    def save() -> None:
-        nonlocal last_saved, latest
-        if info.is_main:
-            payload = _state_payload(config, state, optimizer, scaler, info.world_size)
-            files = save_training_checkpoint(
-                run_dir, state.step, model, payload, metadata={"run": config.name}
+    lr: float
+    loss: float | None
+    bad: str | None  # "loss" / "gradient" when the step was skipped
+    stop: bool
+
+
+class Trainer:
+    """One training run: the constructor sets it up (model, optimizer, resume point, data),
+    :meth:`run` trains, :meth:`close` releases the progress bar and logs (also on errors).
+
+    ``run`` reads top to bottom: for each batch, :meth:`step` (forward, loss, backward,
+    agreement across processes, update or skip), then :meth:`after_step` (roll back after
+    too many skipped steps, progress, log row, validation, checkpoint, stop).
+    """
+
+    def __init__(self, config: TrainConfig, info: DistInfo, resume: ResumeArg) -> None:
+        self.config, self.info, self.device = config, info, info.device
+        self.run_dir = config.run_dir
+        self.precision = config.train.precision
+        precision_context(self.precision, self.device)  # fp16 on a CPU: an error, before work
+        if config.val.dirs:
+            precision_context(config.val.precision, self.device)
+        if config.data.batch_size % info.world_size:
+            raise ConfigError(
+                f"data.batch_size {config.data.batch_size} is not divisible by the "
+                f"{info.world_size} processes"
             )
-            prune_checkpoints(run_dir, config.checkpoint.keep_last)
+        if config.train.threads:
+            torch.set_num_threads(config.train.threads)
+        self.start = _resume_point(config, resume)
+
+        # Model, optimizer, gradient scaler (fp16), state; then the checkpoint to continue from.
+        torch.manual_seed(config.seed)
+        self.model = build_model(config).to(self.device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        o = config.optim
+        self.optimizer = torch.optim.Adam(
+            self.params,
+            lr=o.lr,
+            betas=(o.betas[0], o.betas[1]),
+            eps=o.eps,
+            weight_decay=o.weight_decay,
+        )
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
+        self.state = _State()
+        if self.start is not None:
+            _restore(self.start, self.model, self.optimizer, self.scaler, self.state)
+            log.info("resuming from %s (step %d)", self.start.weights, self.state.step)
+        self.initial = (
+            self.state.step,
+            copy.deepcopy(self.model.state_dict()),
+            copy.deepcopy(self.optimizer.state_dict()),
+        )
+        if info.is_main:
+            (self.run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+        self.dataset = _prepare_data(config, info)
+        self.net: nn.Module = self.model
+        if info.distributed:
+            # With depth 1 the cell's LR output (output_down, post_conv) is unused.
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=config.model.depth == 1,
+            )
+        self.total = config.train.steps
+        log.info(
+            "training %s: x%d, n_feats %d, depth %d, %s params; %d steps of batch %d "
+            "(LR patch %d) on %s (%d process(es)), %s%s; run folder %s",
+            config.name,
+            config.model.scale,
+            config.model.n_feats,
+            config.model.depth,
+            f"{sum(p.numel() for p in self.params):,}",
+            self.total,
+            config.data.batch_size,
+            config.data.patch_size,
+            self.device,
+            info.world_size,
+            self.precision,
+            _checkpointing_note(config.model.gradient_checkpointing),
+            self.run_dir,
+        )
+        self.csv_log: _CsvLog | None = None
+        self.board: Any = None
+        self.bar: Any = None
+        self.meter, self.began = _Meter(), time.perf_counter()
+        self.bad_in_row, self.stopped_by = 0, None
+        self.last_saved = self.state.step
+        self.latest: Path | None = self.start.weights if self.start is not None else None
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        state, info, config = self.state, self.info, self.config
+        if state.step >= self.total:
+            log.info(
+                "already at step %d of train.steps %d: nothing to train", state.step, self.total
+            )
+        if info.is_main:
+            self.csv_log = _CsvLog(self.run_dir / "log.csv", state.step)
+            if config.log.tensorboard:
+                self.board = _tensorboard(self.run_dir, state.step)
+        self.bar = progress_bar(
+            total=self.total,
+            initial=state.step,
+            unit="step",
+            desc=config.name,
+            enabled=info.is_main and config.log.progress,
+            dynamic_ncols=True,
+        )
+        with StopRequest() as stop:
+            while state.step < self.total and self.stopped_by is None:
+                loader = self.loader()
+                for lr_batch, hr_batch in loader:
+                    outcome = self.step(lr_batch, hr_batch, stop)
+                    if self.after_step(outcome, stop.requested):
+                        break
+                del loader
+            if state.step != self.last_saved or self.latest is None:
+                self.save()
+        self.close()
+        return self.finish()
+
+    def loader(self) -> Any:
+        """The batches from the current step to the end (a pure function of seed and step)."""
+        return make_loader(
+            self.dataset,
+            start_step=self.state.step,
+            end_step=self.total,
+            batch_size=self.config.data.batch_size,
+            rank=self.info.rank,
+            world_size=self.info.world_size,
+            workers=self.config.data.workers,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def step(
+        self, lr_batch: torch.Tensor, hr_batch: torch.Tensor, stop: StopRequest
+    ) -> _StepOutcome:
+        """One optimizer step (or a skipped one) on this process's share of the batch."""
+        o, optimizer, scaler = self.config.optim, self.optimizer, self.scaler
+        lr_now = learning_rate(o, self.total, self.state.step) * self.state.lr_scale
+        for group in optimizer.param_groups:
+            group["lr"] = lr_now
+
+        # Forward (autocast), float32 L1 loss, backward (scaled for fp16).
+        lr_batch = lr_batch.to(self.device, non_blocking=True)
+        hr_batch = hr_batch.to(self.device, non_blocking=True)
+        with precision_context(self.precision, self.device):
+            sr = self.net(lr_batch)
+        loss = l1_loss(sr.float(), hr_batch)
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        grad_norm = nn.utils.clip_grad_norm_(self.params, o.grad_clip or math.inf)
+
+        # All processes agree on the loss, on non-finite values and on stopping.
+        loss_value = float(loss.detach())
+        finite = math.isfinite(loss_value)
+        flags = all_reduce_sum(
+            torch.tensor(
+                [
+                    loss_value if finite else 0.0,
+                    0.0 if finite else 1.0,
+                    float(bool(stop.requested)),
+                ],
+                dtype=torch.float64,
+            ),
+            self.info,
+        ).tolist()
+        # (With fp16 the scaler handles overflowing gradients itself.)
+        grads_ok = scaler is not None or math.isfinite(float(grad_norm))
+        bad = "loss" if flags[1] > 0 else None if grads_ok else "gradient"
+        if bad:
+            if scaler is not None:
+                scaler.update()
+        elif scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        self.state.step += 1
+        loss_mean = None if bad else flags[0] / self.info.world_size
+        return _StepOutcome(lr=lr_now, loss=loss_mean, bad=bad, stop=flags[2] > 0)
+
+    def after_step(self, outcome: _StepOutcome, stop_signal: str | None) -> bool:
+        """Bookkeeping after a step; True when the batches must be drawn anew (a rollback)
+        or training stops."""
+        state, config = self.state, self.config
+        if outcome.bad:
+            self.bad_in_row += 1
+            log.warning(
+                "step %d: non-finite %s; step skipped (%d in a row)",
+                state.step,
+                outcome.bad,
+                self.bad_in_row,
+            )
+            self.meter.add(None)
+            if self.bad_in_row >= config.train.max_bad_steps:
+                self.rollback()
+                return True
+        else:
+            self.bad_in_row = 0
+            self.meter.add(outcome.loss)
+
+        self.bar.update(1)
+        if self.info.is_main and state.step % max(1, min(10, config.log.every)) == 0:
+            self.bar.set_postfix_str(f"loss={self.meter.loss:.4f}, lr={outcome.lr:.3g}", False)
+        self.log_row(outcome.lr)
+        if config.checkpoint.every and state.step % config.checkpoint.every == 0:
+            self.save()
+        if outcome.stop:
+            self.stopped_by = stop_signal or "a signal in another process"
+            log.warning("step %d: %s received: saving and stopping", state.step, self.stopped_by)
+            return True
+        return False
+
+    def log_row(self, lr_now: float) -> None:
+        """The log.csv row (and TensorBoard scalars) of this step, validating when due."""
+        state, config, board = self.state, self.config, self.board
+        row: dict[str, Any] = {}
+        if state.step % config.log.every == 0 or state.step == self.total:
+            row |= self.meter.row() | {"lr": lr_now}
+            if board is not None:
+                board.add_scalar("train/loss", row["loss"], state.step)
+                board.add_scalar("train/lr", lr_now, state.step)
+                board.add_scalar("train/it_s", row["it_s"], state.step)
+        if (config.val.every and state.step % config.val.every == 0) or state.step == self.total:
+            row |= self.validate()
+            if board is not None and "val_psnr" in row:
+                board.add_scalar("val/psnr", row["val_psnr"], state.step)
+                board.add_scalar("val/ssim", row["val_ssim"], state.step)
+        if row and self.csv_log is not None:
+            self.csv_log.write(
+                {"step": state.step, "elapsed_s": time.perf_counter() - self.began} | row
+            )
+
+    # --- checkpoints, validation, rollback ---------------------------------------------------
+
+    def save(self) -> None:
+        state, info, config = self.state, self.info, self.config
+        if info.is_main:
+            payload = _state_payload(config, state, self.optimizer, self.scaler, info.world_size)
+            files = save_training_checkpoint(
+                self.run_dir, state.step, self.model, payload, metadata={"run": config.name}
+            )
+            prune_checkpoints(self.run_dir, config.checkpoint.keep_last)
             log.info("step %d: checkpoint %s", state.step, files.weights)
         barrier(info)
-        last_saved = state.step
-        latest = checkpoint_files(run_dir, state.step).weights
+        self.last_saved = state.step
+        self.latest = checkpoint_files(self.run_dir, state.step).weights
 
-    def validate() -> dict[str, float]:
+    def validate(self) -> dict[str, float]:
+        config, state = self.config, self.state
         if not config.val.dirs:
             return {}
         psnr = ssim = math.nan
-        if info.is_main:
-            psnr, ssim = _validate(model, config, device)
+        if self.info.is_main:
+            psnr, ssim = _validate(self.model, config, self.device)
             log.info("step %d: validation PSNR %.4f dB, SSIM %.5f", state.step, psnr, ssim)
             if config.checkpoint.keep_best and math.isfinite(psnr) and psnr > state.best_psnr:
                 state.best_psnr, state.best_step = psnr, state.step
                 meta = {"run": config.name, "step": state.step, "val_psnr": psnr, "val_ssim": ssim}
-                save_checkpoint(model, run_dir / "best.safetensors", metadata=meta)
-        barrier(info)
+                save_checkpoint(self.model, self.run_dir / "best.safetensors", metadata=meta)
+        barrier(self.info)
         return {"val_psnr": psnr, "val_ssim": ssim}
 
-    def rollback() -> str:
+    def rollback(self) -> None:
         """Back to the newest checkpoint (or the start), with half the learning rate."""
-        nonlocal last_saved
+        state, at = self.state, self.state.step
         lr_scale, best = state.lr_scale, (state.best_psnr, state.best_step)
-        found = list_checkpoints(run_dir)
+        found = list_checkpoints(self.run_dir)
         if found:
-            _restore(found[-1], model, optimizer, scaler, state)
+            _restore(found[-1], self.model, self.optimizer, self.scaler, state)
             source = f"checkpoint {found[-1].weights}"
         else:
-            state.step = initial[0]
-            model.load_state_dict(initial[1])
-            optimizer.load_state_dict(initial[2])
+            state.step = self.initial[0]
+            self.model.load_state_dict(self.initial[1])
+            self.optimizer.load_state_dict(self.initial[2])
             source = "the initial weights"
         state.lr_scale = lr_scale * 0.5
         state.best_psnr, state.best_step = best
-        last_saved = state.step
-        return source
-
-    with StopRequest() as stop:
-        while state.step < total and stopped_by is None:
-            loader = make_loader(
-                dataset,
-                start_step=state.step,
-                end_step=total,
-                batch_size=config.data.batch_size,
-                rank=info.rank,
-                world_size=info.world_size,
-                workers=config.data.workers,
-                pin_memory=device.type == "cuda",
-            )
-            for lr_batch, hr_batch in loader:
-                lr_now = learning_rate(o, total, state.step) * state.lr_scale
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_now
-
-                # Forward (autocast), float32 L1 loss, backward (scaled for fp16).
-                lr_batch = lr_batch.to(device, non_blocking=True)
-                hr_batch = hr_batch.to(device, non_blocking=True)
-                with precision_context(precision, device):
-                    sr = net(lr_batch)
-                loss = l1_loss(sr.float(), hr_batch)
-                (scaler.scale(loss) if scaler is not None else loss).backward()
-                if scaler is not None:
-                    scaler.unscale_(optimizer)
-                grad_norm = nn.utils.clip_grad_norm_(params, o.grad_clip or math.inf)
-
-                # All processes agree on the loss, on non-finite values and on stopping.
-                loss_value = float(loss.detach())
-                finite = math.isfinite(loss_value)
-                flags = all_reduce_sum(
-                    torch.tensor(
-                        [
-                            loss_value if finite else 0.0,
-                            0.0 if finite else 1.0,
-                            float(bool(stop.requested)),
-                        ],
-                        dtype=torch.float64,
-                    ),
-                    info,
-                ).tolist()
-                # (With fp16 the scaler handles overflowing gradients itself.)
-                grads_ok = scaler is not None or math.isfinite(float(grad_norm))
-                bad = flags[1] > 0 or not grads_ok
-                if bad:
-                    if scaler is not None:
-                        scaler.update()
-                elif scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                state.step += 1
-
-                if bad:
-                    bad_in_row += 1
-                    what = "loss" if flags[1] > 0 else "gradient"
-                    log.warning(
-                        "step %d: non-finite %s; step skipped (%d in a row)",
-                        state.step,
-                        what,
-                        bad_in_row,
-                    )
-                    meter.add(None)
-                    if bad_in_row >= config.train.max_bad_steps:
-                        at = state.step
-                        source = rollback()
-                        log.warning(
-                            "step %d: %d non-finite steps in a row: rolled back to step %d (%s) "
-                            "and halved the learning rate (now x%g of the schedule: %.3g)",
-                            at,
-                            bad_in_row,
-                            state.step,
-                            source,
-                            state.lr_scale,
-                            learning_rate(o, total, state.step) * state.lr_scale,
-                        )
-                        bad_in_row = 0
-                        bar.n = state.step
-                        bar.refresh()
-                        break
-                else:
-                    bad_in_row = 0
-                    meter.add(flags[0] / info.world_size)
-
-                bar.update(1)
-                if info.is_main and bar.n % max(1, min(10, config.log.every)) == 0:
-                    bar.set_postfix(loss=f"{meter.loss:.4f}", lr=f"{lr_now:.3g}", refresh=False)
-                row: dict[str, Any] = {}
-                if state.step % config.log.every == 0 or state.step == total:
-                    row |= meter.row() | {"lr": lr_now}
-                    if board is not None:
-                        board.add_scalar("train/loss", row["loss"], state.step)
-                        board.add_scalar("train/lr", lr_now, state.step)
-                        board.add_scalar("train/it_s", row["it_s"], state.step)
-                if (config.val.every and state.step % config.val.every == 0) or (
-                    state.step == total
-                ):
-                    row |= validate()
-                    if board is not None and "val_psnr" in row:
-                        board.add_scalar("val/psnr", row["val_psnr"], state.step)
-                        board.add_scalar("val/ssim", row["val_ssim"], state.step)
-                if row and csv_log is not None:
-                    csv_log.write(
-                        {"step": state.step, "elapsed_s": time.perf_counter() - began} | row
-                    )
-                if config.checkpoint.every and state.step % config.checkpoint.every == 0:
-                    save()
-                if flags[2] > 0:
-                    stopped_by = stop.requested or "a signal in another process"
-                    log.warning("step %d: %s received: saving and stopping", state.step, stopped_by)
-                    break
-            del loader
-
-        if state.step != last_saved or latest is None:
-            save()
-    bar.close()
-    if csv_log is not None:
-        csv_log.close()
-    if board is not None:
-        board.close()
-
-    finished = stopped_by is None and state.step >= total
-    best = state.best_psnr if math.isfinite(state.best_psnr) else None
-    if not finished:
-        log.info("stopped at step %d; continue with --resume (%s)", state.step, latest)
-        return TrainResult(
-            latest or run_dir, state.step, False, stopped_by=stopped_by, best_psnr=best
+        self.last_saved = state.step
+        log.warning(
+            "step %d: %d non-finite steps in a row: rolled back to step %d (%s) "
+            "and halved the learning rate (now x%g of the schedule: %.3g)",
+            at,
+            self.bad_in_row,
+            state.step,
+            source,
+            state.lr_scale,
+            learning_rate(self.config.optim, self.total, state.step) * state.lr_scale,
         )
-    final = run_dir / "final.safetensors"
-    if info.is_main:
-        save_checkpoint(model, final, metadata={"run": config.name, "step": state.step})
-        summary = f"finished: {state.step} steps; final weights {final}"
-        if best is not None:
-            summary += f"; best validation {best:.4f} dB at step {state.best_step}"
-        log.info("%s", summary)
-    barrier(info)
-    return TrainResult(final, state.step, True, best_psnr=best)
+        self.bad_in_row = 0
+        self.bar.n = state.step
+        self.bar.refresh()
+
+    # --- the end -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the progress bar, log.csv and TensorBoard (idempotent)."""
+        for name in ("bar", "csv_log", "board"):
+            handle = getattr(self, name)
+            if handle is not None:
+                handle.close()
+                setattr(self, name, None)
+
+    def finish(self) -> TrainResult:
+        state, info, config = self.state, self.info, self.config
+        finished = self.stopped_by is None and state.step >= self.total
+        best = state.best_psnr if math.isfinite(state.best_psnr) else None
+        if not finished:
+            log.info("stopped at step %d; continue with --resume (%s)", state.step, self.latest)
+            return TrainResult(
+                self.latest or self.run_dir,
+                state.step,
+                False,
+                stopped_by=self.stopped_by,
+                best_psnr=best,
+            )
+        final = self.run_dir / "final.safetensors"
+        if info.is_main:
+            save_checkpoint(self.model, final, metadata={"run": config.name, "step": state.step})
+            summary = f"finished: {state.step} steps; final weights {final}"
+            if best is not None:
+                summary += f"; best validation {best:.4f} dB at step {state.best_step}"
+            log.info("%s", summary)
+        barrier(info)
+        return TrainResult(final, state.step, True, best_psnr=best)
