@@ -33,11 +33,21 @@ from csnln.zoo import load_model  # noqa: E402
 
 B100 = ROOT.parent / "shared" / "data" / "benchmark" / "B100" / "HR"
 SET5 = ROOT.parent / "shared" / "data" / "benchmark" / "Set5" / "HR"
-#: (tile, overlap) candidates per scale; tiles are multiples of the attention factor (3 at x3).
+#: (tile, overlap, margin) candidates per scale; tiles are multiples of the attention factor
+#: (3 at x3); the margin is the outer part of each overlap left to the neighbour in the blend.
 CANDIDATES = {
-    2: [(32, 4), (32, 8), (40, 8), (48, 8), (64, 16)],
-    3: [(18, 3), (24, 3), (30, 6), (36, 6), (48, 12)],
-    4: [(16, 2), (16, 4), (24, 4), (32, 4), (32, 8)],
+    2: [
+        (32, 4, 0),
+        (32, 8, 0),
+        (32, 8, 2),
+        (32, 8, 3),
+        (40, 8, 3),
+        (48, 8, 0),
+        (48, 8, 3),
+        (64, 16, 0),
+    ],
+    3: [(18, 3, 0), (24, 3, 0), (30, 6, 0), (36, 6, 0), (48, 12, 0)],
+    4: [(16, 2, 0), (16, 4, 0), (24, 4, 0), (32, 4, 0), (32, 8, 0)],
 }
 
 
@@ -82,7 +92,7 @@ def main() -> int:
     for scale in args.scales:
         model = load_model(args.model, scale)
         rows = []
-        for tile, overlap in CANDIDATES[scale]:
+        for tile, overlap, margin in CANDIDATES[scale]:
             start = time.perf_counter()
             (result,) = evaluate(
                 model,
@@ -91,6 +101,7 @@ def main() -> int:
                 tile=tile,
                 tile_overlap=overlap,
                 tile_batch=args.batch,
+                tile_margin=margin,
                 precision=precision,
                 device="cpu",
                 progress=False,
@@ -103,21 +114,24 @@ def main() -> int:
                 tile=tile,
                 tile_overlap=overlap,
                 tile_batch=args.batch,
+                tile_margin=margin,
                 precision=precision,
                 device="cpu",
                 progress=False,
             )
-            rows.append((tile, overlap, result.psnr, result.ssim, seconds / count, set5.psnr))
+            rows.append(
+                (tile, overlap, margin, result.psnr, result.ssim, seconds / count, set5.psnr)
+            )
             print(
-                f"  x{scale} tile {tile} overlap {overlap}: B100 {result.psnr:.4f} dB, "
+                f"  x{scale} tile {tile} overlap {overlap} margin {margin}: B100 {result.psnr:.4f} dB, "
                 f"Set5 {set5.psnr:.4f} dB, {seconds / count:.2f} s/image",
                 file=sys.stderr,
                 flush=True,
             )
-        best = max(r[2] for r in rows)
-        best5 = max(r[5] for r in rows)
-        good = [r for r in rows if r[2] >= best - args.tolerance and r[5] >= best5 - args.tolerance]
-        fastest = min(good, key=lambda r: r[4])
+        best = max(r[3] for r in rows)
+        best5 = max(r[6] for r in rows)
+        good = [r for r in rows if r[3] >= best - args.tolerance and r[6] >= best5 - args.tolerance]
+        fastest = min(good, key=lambda r: r[5])
         chosen[scale] = fastest
         print(f"## x{scale}\n")
         print(
@@ -132,9 +146,10 @@ def main() -> int:
             )
         print(flush=True)
     print(f"Chosen (fastest within {args.tolerance:.2f} dB of the best PSNR on B100 and Set5):")
-    for scale, (tile, overlap, psnr, _, sec, _) in chosen.items():
+    for scale, (tile, overlap, margin, psnr, _, sec, _) in chosen.items():
         print(
-            f"- x{scale}: TilePlan(tile={tile}, overlap={overlap}, batch={args.batch}) "
+            f"- x{scale}: TilePlan(tile={tile}, overlap={overlap}, batch={args.batch}, "
+            f"margin={margin}) "
             f"({psnr:.4f} dB, {sec:.2f} s/image)"
         )
     return 0

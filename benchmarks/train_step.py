@@ -155,8 +155,9 @@ def load() -> str:
     return " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def small_step(src: str, config_path: str, steps: str) -> dict:
-    """Seconds per training step of a small config with the package in ``src``."""
+def small_step(src: str, config_path: str, steps: str, variant: str = "") -> dict:
+    """Seconds per training step of a small config with the package in ``src``
+    (``variant`` "PATCHxBATCH" overrides the config's patch and batch sizes)."""
     sys.path.insert(0, src)
     import torch
     import yaml
@@ -170,6 +171,8 @@ def small_step(src: str, config_path: str, steps: str) -> dict:
     model = csnln.CSNLN(m["scale"], n_feats=m["n_feats"], depth=m["depth"])
     optimizer = torch.optim.Adam(model.parameters(), 1e-4)
     batch, patch, scale = d["batch_size"], d["patch_size"], m["scale"]
+    if variant:
+        patch, batch = (int(v) for v in variant.split("x"))
     lr = torch.rand(batch, 3, patch, patch)
     hr = torch.rand(batch, 3, scale * patch, scale * patch)
     cpu = torch.device("cpu")
@@ -189,7 +192,7 @@ def small_step(src: str, config_path: str, steps: str) -> dict:
     return {"seconds": (time.perf_counter() - start) / int(steps), "csnln": csnln.__file__}
 
 
-def small_rows(baseline: str, steps: int, repeat: int) -> None:
+def small_rows(baseline: str, steps: int, repeat: int, variants: list[str]) -> None:
     """The table of ``--small``: each config now and at ``baseline``, side by side."""
     import tempfile
 
@@ -230,6 +233,36 @@ def small_rows(baseline: str, steps: int, repeat: int) -> None:
             f"| {best['before'] / best['now']:.2f}x |",
             flush=True,
         )
+    if variants:
+        print("\nThe x2 config with other LR patch x batch sizes (same LR pixels per step), now:\n")
+        print("| LR patch x batch | s / step | s / step relative to 24 x 8 |")
+        print("|---|---|---|")
+        config = ROOT / "configs" / "cpu_small_x2.yaml"
+        times = {}
+        for variant in ["24x8", *variants]:
+            runs = []
+            for _ in range(repeat):
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--small-child",
+                        str(ROOT / "src"),
+                        str(config),
+                        str(steps),
+                        variant,
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                runs.append(json.loads(out.stdout.strip().splitlines()[-1])["seconds"])
+            times[variant] = min(runs)
+            print(
+                f"| {variant.replace('x', ' x ')} | {times[variant]:.3f} "
+                f"| {times[variant] / times['24x8']:.2f} |",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -259,13 +292,20 @@ def main() -> None:
     parser.add_argument("--baseline", default="b098e83", help="with --small: the commit to beat")
     parser.add_argument("--steps", type=int, default=20, help="with --small: steps timed")
     parser.add_argument("--repeat", type=int, default=2, help="with --small: processes per cell")
-    parser.add_argument("--small-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="PATCHxBATCH",
+        help="with --small: also time the x2 config at this LR patch and batch (e.g. 48x2)",
+    )
+    parser.add_argument("--small-child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.small_child:
         print(json.dumps(small_step(*args.small_child)))
         return
     if args.small:
-        small_rows(args.baseline, args.steps, args.repeat)
+        small_rows(args.baseline, args.steps, args.repeat, args.variant)
         return
     if args.child:
         impl, scale, precision, ckpt, batch, patch, depth = args.child

@@ -1,5 +1,6 @@
 """csnln: CSNLN super-resolution (Mei et al., CVPR 2020), exact to the authors' release."""
 
+from .inference import RunOptions, Upscaler
 from .models import (
     CSNLN,
     CheckpointError,
@@ -8,7 +9,6 @@ from .models import (
     load_official,
     save_checkpoint,
 )
-from .inference import RunOptions, Upscaler
 from .upscaling import upscale
 
 __version__ = "0.1.0"

@@ -200,17 +200,24 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return [round(i * step) for i in range(count)]
 
 
-def _ramp(length: int, fade_start: int, fade_end: int, device, dtype) -> torch.Tensor:
-    """1-D weights: linear ramps over the first ``fade_start`` and last ``fade_end`` samples."""
+def _ramp(
+    length: int, fade_start: int, fade_end: int, device, dtype, *, margin: int = 0
+) -> torch.Tensor:
+    """1-D weights of a tile: linear ramps over its first ``fade_start`` and last ``fade_end``
+    samples (its overlaps with the neighbours), the outermost ``margin`` samples of each
+    overlap left out (weight 0: a tile's border, where its attention saw least, is not used
+    where the neighbour covers it) and the ramp spread over the rest."""
     weights = torch.ones(length, device=device, dtype=dtype)
-    if fade_start:
-        weights[:fade_start] = (
-            torch.arange(fade_start, device=device, dtype=dtype) + 0.5
-        ) / fade_start
-    if fade_end:
-        weights[length - fade_end :] = (
-            torch.arange(fade_end, 0, -1, device=device, dtype=dtype) - 0.5
-        ) / fade_end
+    for fade, at_start in ((fade_start, True), (fade_end, False)):
+        if not fade:
+            continue
+        cut = min(margin, (fade - 1) // 2)  # keep a ramp of at least one sample
+        ramp = (torch.arange(fade - 2 * cut, device=device, dtype=dtype) + 0.5) / (fade - 2 * cut)
+        part = torch.cat([ramp.new_zeros(cut), ramp, ramp.new_ones(cut)])
+        if at_start:
+            weights[:fade] = part
+        else:
+            weights[length - fade :] = part.flip(0)
     return weights
 
 
@@ -228,6 +235,7 @@ def run_tiled(
     tile: int | None,
     overlap: int = DEFAULT_OVERLAP,
     batch: int = 1,
+    margin: int = 0,
     on_tile: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Run ``forward`` on overlapping ``tile x tile`` LR tiles and blend them without seams.
@@ -271,8 +279,9 @@ def run_tiled(
             weight = sr.new_zeros(1, 1, s * h, s * w)
         for k, (i, j) in enumerate(group):
             y, x = ys[i], xs[j]
-            wy = _ramp(s * th, s * row_fades[i][0], s * row_fades[i][1], sr.device, sr.dtype)
-            wx = _ramp(s * tw, s * col_fades[j][0], s * col_fades[j][1], sr.device, sr.dtype)
+            fy, fx = row_fades[i], col_fades[j]
+            wy = _ramp(s * th, s * fy[0], s * fy[1], sr.device, sr.dtype, margin=s * margin)
+            wx = _ramp(s * tw, s * fx[0], s * fx[1], sr.device, sr.dtype, margin=s * margin)
             window = wy[:, None] * wx[None, :]
             region = (..., slice(s * y, s * (y + th)), slice(s * x, s * (x + tw)))
             out[region] += sr[k * n : (k + 1) * n] * window
@@ -414,7 +423,9 @@ class RunOptions:
     whole image when it fits the memory budget, else the largest tile that does), an LR tile
     size, or None (or 0) for whole images. ``tile_overlap``/``tile_batch``: the tiles' overlap
     in LR pixels and tiles per model call (None: the plan's; an explicit tile overlaps by
-    :data:`DEFAULT_OVERLAP`). ``chop``: the authors' recursive tiling instead.
+    :data:`DEFAULT_OVERLAP`). ``tile_margin``: the outer pixels of each overlap left to the
+    neighbouring tile in the blend (None: the plan's; 0 with an explicit tile). ``chop``: the
+    authors' recursive tiling instead.
     ``self_ensemble``: average the 8 flips/transposes. ``precision``: ``"auto"`` (bf16 where
     it is fast, :func:`fast_bf16`; else fp32), ``"fp32"``, ``"bf16"`` or ``"fp16"`` (GPU).
     ``device``: ``"auto"`` (CUDA when there is one), ``"cpu"``, ``"cuda[:N]"``.
@@ -424,6 +435,7 @@ class RunOptions:
     tile: int | Literal["auto"] | None = "auto"
     tile_overlap: int | None = None
     tile_batch: int | None = None
+    tile_margin: int | None = None
     chop: bool = False
     self_ensemble: bool = False
     precision: str = "auto"
@@ -443,6 +455,8 @@ class RunOptions:
             raise ValueError(f"tile overlap must be >= 0, got {self.tile_overlap}")
         if self.tile_batch is not None and self.tile_batch < 1:
             raise ValueError(f"tiles per call must be >= 1, got {self.tile_batch}")
+        if self.tile_margin is not None and self.tile_margin < 0:
+            raise ValueError(f"tile margin must be >= 0, got {self.tile_margin}")
         if self.chop and tile not in ("auto", None):
             raise ValueError("give either a tile size or chop, not both")
         if self.precision not in PRECISION_CHOICES:
@@ -459,7 +473,8 @@ class RunOptions:
 @dataclass(frozen=True)
 class Plan:
     """How one image is run: ``tile`` LR pixels square (None: whole) overlapping by
-    ``overlap``, ``batch`` tiles per model call, or the authors' chop; in ``precision``.
+    ``overlap`` (its outer ``margin`` pixels left to the neighbour in the blend), ``batch``
+    tiles per model call, or the authors' chop; in ``precision``.
 
     ``calls``: tiles run (x8 with self-ensemble); ``needed``: estimated peak bytes (output
     buffers + the model on one call); ``budget``: the bytes available (0: not planned for
@@ -471,6 +486,7 @@ class Plan:
     batch: int = 1
     chop: bool = False
     precision: str = "fp32"
+    margin: int = 0
     calls: int = 1
     needed: int = 0
     budget: int = 0
@@ -609,6 +625,7 @@ def plan_run(
         tile=plan.tile if tiled else None,
         overlap=plan.overlap if tiled else 0,
         batch=batch if tiled else 1,
+        margin=plan.margin if tiled else 0,
         precision=precision,
         calls=tiles * calls_per_tile,
         needed=needed,
@@ -660,7 +677,12 @@ def _choose_tiling(
         if options.tile is None:  # whole, as asked: the final check refuses what cannot fit
             return Plan(tile=None, overlap=overlap(0))
         tile, batch = shrink(options.tile, batch)
-        return Plan(tile=tile, overlap=overlap(DEFAULT_OVERLAP), batch=batch)
+        return Plan(
+            tile=tile,
+            overlap=overlap(DEFAULT_OVERLAP),
+            batch=batch,
+            margin=options.tile_margin or 0,
+        )
     assert budget is not None
     fit = fit_tile()
     fits_whole = descriptor.memory(h * images, w) <= budget
@@ -676,10 +698,12 @@ def _choose_tiling(
     if whole and fits_whole:
         return Plan(tile=None, overlap=overlap(0))
     tile, batch = shrink(preferred.tile, batch)
+    margin = preferred.margin if options.tile_margin is None else options.tile_margin
     return Plan(
         tile=tile,
         overlap=overlap(preferred.overlap, cap=tile if tile < preferred.tile else None),
         batch=batch,
+        margin=margin,
     )
 
 
@@ -749,6 +773,7 @@ class Upscaler:
                 tile=plan.tile,
                 overlap=plan.overlap,
                 batch=plan.batch * x.shape[0],
+                margin=plan.margin,
                 on_tile=on_tile,
             )
 

@@ -117,6 +117,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="tiles per model call (default: the tile plan's); speed and memory only",
     )
     parser.add_argument(
+        "--tile-margin",
+        type=int,
+        metavar="P",
+        help="in the blend, leave the outer P LR pixels of each overlap to the neighbouring "
+        "tile (default: the tile plan's; 0 with an explicit --tile)",
+    )
+    parser.add_argument(
         "--precision",
         choices=PRECISION_CHOICES,
         default="fp32",
@@ -168,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
                 tile="auto" if args.tile is None else args.tile,
                 tile_overlap=args.tile_overlap,
                 tile_batch=args.tile_batch,
+                tile_margin=args.tile_margin,
                 chop=args.chop,
                 precision=args.precision,
                 device=args.device,

@@ -118,6 +118,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "changes speed and memory, not the result",
     )
     parser.add_argument(
+        "--tile-margin",
+        type=int,
+        metavar="P",
+        help="in the blend, leave the outer P LR pixels of each overlap to the neighbouring "
+        "tile (default: the tile plan's; 0 with an explicit --tile)",
+    )
+    parser.add_argument(
         "--self-ensemble",
         action="store_true",
         help="average the outputs of the 8 flips/transposes of each image (x8 slower, "
@@ -375,6 +382,7 @@ def run(args: argparse.Namespace) -> int:
                         tile=tile,  # type: ignore[arg-type]
                         tile_overlap=args.tile_overlap,
                         tile_batch=args.tile_batch,
+                        tile_margin=args.tile_margin,
                         max_memory=args.max_memory,
                         self_ensemble=args.self_ensemble,
                         precision=precision,

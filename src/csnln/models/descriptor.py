@@ -19,16 +19,24 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 
 @dataclass(frozen=True)
 class TilePlan:
-    """Square LR tiles of ``tile`` pixels overlapping by ``overlap``, ``batch`` tiles per call."""
+    """Square LR tiles of ``tile`` pixels overlapping by ``overlap``, ``batch`` tiles per call;
+    the outer ``margin`` pixels of each overlap are left to the neighbouring tile."""
 
     tile: int
     overlap: int
     batch: int = 1
+    margin: int = 0
 
     def __post_init__(self) -> None:
-        if self.tile < 1 or not 0 <= self.overlap < self.tile or self.batch < 1:
+        if (
+            self.tile < 1
+            or not 0 <= self.overlap < self.tile
+            or self.batch < 1
+            or not 0 <= 2 * self.margin < max(self.overlap, 1)
+        ):
             raise ValueError(
-                f"a tile plan needs tile >= 1, 0 <= overlap < tile, batch >= 1; got {self}"
+                "a tile plan needs tile >= 1, 0 <= overlap < tile, batch >= 1 and "
+                f"0 <= 2 margin < overlap; got {self}"
             )
 
 
