@@ -31,7 +31,7 @@ class BundledModel:
     """A model shipped inside the package: its weight file and CPU tile plan per scale.
 
     The tile plans are measured for these weights by ``benchmarks/tile_plan.py`` (the fastest
-    plan within 0.01 dB of the best PSNR on B100; the run's output is
+    plan within 0.01 dB of the best PSNR on B100 and on Set5; the runs' output is
     ``benchmarks/results/tile_plan.md``): re-run it when the weights change.
     """
 
@@ -49,7 +49,7 @@ BUNDLED: dict[str, BundledModel] = {
     "small": BundledModel(
         files={s: f"csnln_small_x{s}.safetensors" for s in (2, 3, 4)},
         tile_plans={
-            2: TilePlan(tile=32, overlap=4, batch=8),
+            2: TilePlan(tile=48, overlap=8, batch=8),
             3: TilePlan(tile=36, overlap=6, batch=8),
             4: TilePlan(tile=16, overlap=4, batch=8),
         },
