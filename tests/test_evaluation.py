@@ -469,3 +469,21 @@ def test_authors_checkpoint_recognised_by_keys(
     (row,) = json.loads(out.read_text())
     assert row["images"] == 3 and math.isfinite(row["psnr"])
     assert row["model"] == str(path)
+
+
+def test_eval_without_model_is_the_bundled_default_at_its_scales(tmp_path, capsys) -> None:
+    from PIL import Image
+
+    from csnln.cli import main
+    from csnln.demo import SAMPLE
+
+    Image.open(SAMPLE).crop((0, 0, 96, 96)).save(tmp_path / "crop.png")
+    assert (
+        main(["eval", "--data", str(tmp_path), "--no-progress", "--json", str(tmp_path / "r.json")])
+        == 0
+    )
+    import json
+
+    rows = json.loads((tmp_path / "r.json").read_text())
+    assert {r["model"] for r in rows} == {"small"}
+    assert sorted(r["scale"] for r in rows) == [2, 3, 4]

@@ -28,3 +28,22 @@ def test_list_info_convert(tmp_path, capsys) -> None:
     assert "exists" in capsys.readouterr().err
     assert main(["models", "info", str(tmp_path / "missing.pt")]) == 2
     assert "missing.pt" in capsys.readouterr().err
+
+
+def test_bundled_model_info_and_listing(capsys) -> None:
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    assert "small" in listing and "x2" in listing and "yes" in listing  # the default
+    assert main(["models", "info", "small"]) == 0
+    infos = json.loads(capsys.readouterr().out)
+    assert [i["scale"] for i in infos] == [2, 3, 4]
+    assert all(i["cpu_tile_plan"]["tile"] >= 16 for i in infos)
+    assert main(["models", "info", "small", "--scale", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["scale"] == 3
+
+
+def test_load_model_without_scale_names_the_scales() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match=r"x2, x3, x4\): give a scale"):
+        csnln.zoo.load_model("small")

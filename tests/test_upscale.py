@@ -423,3 +423,32 @@ def test_cli_help_explains_every_option(capsys) -> None:
         "--self-ensemble", "--precision", "--device", "--threads", "--overwrite", "--compare",
     ):  # fmt: skip
         assert option in text
+
+
+def test_progress_in_a_file_is_plain_lines() -> None:
+    import io
+
+    from csnln.progress import LineProgress
+
+    out = io.StringIO()
+    bar = LineProgress(total=4, desc="a.png", unit="tiles", file=out, interval=0.0)
+    for _ in range(4):
+        bar.update()
+    bar.close()
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue() and lines[-1].startswith("a.png: 4/4 tiles (100%)")
+    assert len(lines) == 4  # every update past the interval (3) and the closing line
+
+
+def test_the_plan_line_of_a_long_job(capsys) -> None:
+    from csnln.commands.upscale import _TileProgress
+    from csnln.inference import Plan
+
+    progress = _TileProgress(enabled=False)
+    progress.LONG_JOB_S = 0.0  # every job is "long" here
+    progress.name = "photo.jpg"
+    progress.start(Plan(tile=48, overlap=8, batch=2, precision="bf16", calls=10))
+    progress.update()
+    progress.update()  # the first call (2 tiles) is done: the estimate comes now
+    err = capsys.readouterr().err
+    assert "photo.jpg: 10 tiles of 48 (overlap 8, 2 per call), bf16: about" in err

@@ -20,7 +20,8 @@ LINE_INTERVAL_S = 30.0
 
 
 class LineProgress:
-    """``desc: 40/294 tiles (14%), 12 s, about 76 s left`` every ``interval`` seconds."""
+    """``desc: 40/294 tiles (14%), 12 s, about 76 s left`` every ``interval`` seconds, and
+    once at the end."""
 
     def __init__(
         self,
@@ -67,7 +68,9 @@ class LineProgress:
         pass
 
     def close(self) -> None:
-        if not self.closed and self.leave and self.n > self.initial:
+        # The closing line is written even for a bar that a terminal would erase (leave=False):
+        # in a log, it is the record that the work was done.
+        if not self.closed and self.n > self.initial:
             print(self._line(), file=self.file, flush=True)
         self.closed = True
 

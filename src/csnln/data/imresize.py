@@ -88,8 +88,10 @@ def _resize_along_dim(
     out = None
     for k in range(weights.shape[1]):
         term = x.index_select(dim, indices[:, k]).mul_(w[:, k].reshape(shape))
-        # In place: two output-sized arrays alive at a time, not three (the same sums).
+        # In place, and the term freed before the next one: two output-sized arrays alive at
+        # a time, not four (the same sums); the memory planner counts on it.
         out = term if out is None else out.add_(term)
+        del term
     assert out is not None
     return out
 
