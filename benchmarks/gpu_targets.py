@@ -23,11 +23,14 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import baseline_src  # noqa: E402
+
 ROWS = [
     ("infer", 2, "fp32"),
     ("infer", 4, "bf16"),
@@ -96,12 +99,7 @@ def main() -> int:
         return 0
     packages = {}
     if args.only != "now":
-        old = Path(tempfile.mkdtemp(prefix="csnln_baseline_"))
-        archive = subprocess.run(
-            ["git", "archive", args.baseline, "src"], cwd=ROOT, capture_output=True, check=True
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
-        packages["before"] = str(old / "src")
+        packages["before"] = baseline_src(args.baseline)
     if args.only != "before":
         packages["now"] = str(ROOT / "src")
     print("| row | scale | precision | package | seconds | peak GPU GB |")

@@ -27,6 +27,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import matmul_peak  # noqa: E402
 
 
 def _build(impl: str, scale: int, depth: int, chunk: int | None):
@@ -78,19 +81,6 @@ def count_flops(scale: int, size: int, depth: int) -> float:
             model(x)
         counts.append(counter.get_total_flops())
     return counts[0] + (depth - 1) * (counts[1] - counts[0])
-
-
-def matmul_peak() -> float:
-    import torch
-
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    a @ b
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * 2048**3 / best / 1e9
 
 
 def child(impl: str, scale: int, size: int, depth: int, repeat: int) -> dict:

@@ -40,6 +40,10 @@ from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import baseline_src, matmul_peak  # noqa: E402
+
 SHARED = ROOT.parent / "shared" / "data"
 KODAK = SHARED / "train" / "Kodak24"
 #: A 1-Mpx photograph (1228 x 816) of the training folder Wiki49.
@@ -170,20 +174,6 @@ def _quality(spec: dict) -> dict:
     return {**spec, **out}
 
 
-def _matmul_peak(precision: str) -> float:
-    import torch
-
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    a, b = torch.rand(2048, 2048, dtype=dtype), torch.rand(2048, 2048, dtype=dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * 2048**3 / best / 1e9
-
-
 def _spawn(mode: str, spec: dict) -> dict:
     result = subprocess.run(
         [sys.executable, __file__, mode, json.dumps(spec)], capture_output=True, text=True
@@ -201,7 +191,7 @@ def main() -> int:
         elif sys.argv[1] == "--quality":
             print(json.dumps(_quality(spec)))
         else:
-            print(json.dumps({p: _matmul_peak(p) for p in ("fp32", "bf16")}))
+            print(json.dumps({p: matmul_peak(p) for p in ("fp32", "bf16")}))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="small")
@@ -222,12 +212,7 @@ def main() -> int:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
-    baseline = Path(tempfile.mkdtemp(prefix="csnln_baseline_"))
-    archive = subprocess.run(
-        ["git", "archive", args.baseline, "src"], cwd=ROOT, capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive, check=True)
-    baseline_src = str(baseline / "src")
+    baseline = baseline_src(args.baseline)
     peak = _spawn("--peak", {})
     print(
         f"# `csnln upscale` on photographs — `python benchmarks/photo.py "
@@ -254,7 +239,7 @@ def main() -> int:
                         "image": str(image),
                         "plan": plan,
                         "precision": precision,
-                        "baseline_src": baseline_src,
+                        "baseline_src": baseline,
                     }
                     if plan == "before":
                         # Time a few tiles first; extrapolate when the whole would be long.
@@ -299,7 +284,7 @@ def main() -> int:
                     "plan": plan,
                     "precision": precision,
                     "b100": str(subset),
-                    "baseline_src": baseline_src,
+                    "baseline_src": baseline,
                 },
             )
             print(

@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 from csnln.allocator import keep_freed_memory  # noqa: E402
 from csnln.evaluation import evaluate  # noqa: E402
-from csnln.inference import fast_bf16, resolve_precision  # noqa: E402
+from csnln.inference import RunOptions, fast_bf16, resolve_precision  # noqa: E402
 from csnln.zoo import load_model  # noqa: E402
 
 B100 = ROOT.parent / "shared" / "data" / "benchmark" / "B100" / "HR"
@@ -93,32 +93,18 @@ def main() -> int:
         model = load_model(args.model, scale)
         rows = []
         for tile, overlap, margin in CANDIDATES[scale]:
+            options = RunOptions(
+                tile=tile,
+                tile_overlap=overlap,
+                tile_batch=args.batch,
+                tile_margin=margin,
+                precision=precision,
+                device="cpu",
+            )
             start = time.perf_counter()
-            (result,) = evaluate(
-                model,
-                data,
-                scale,
-                tile=tile,
-                tile_overlap=overlap,
-                tile_batch=args.batch,
-                tile_margin=margin,
-                precision=precision,
-                device="cpu",
-                progress=False,
-            )
+            (result,) = evaluate(model, data, scale, options, progress=False)
             seconds = time.perf_counter() - start
-            (set5,) = evaluate(
-                model,
-                SET5,
-                scale,
-                tile=tile,
-                tile_overlap=overlap,
-                tile_batch=args.batch,
-                tile_margin=margin,
-                precision=precision,
-                device="cpu",
-                progress=False,
-            )
+            (set5,) = evaluate(model, SET5, scale, options, progress=False)
             rows.append(
                 (tile, overlap, margin, result.psnr, result.ssim, seconds / count, set5.psnr)
             )

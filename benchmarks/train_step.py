@@ -194,13 +194,10 @@ def small_step(src: str, config_path: str, steps: str, variant: str = "") -> dic
 
 def small_rows(baseline: str, steps: int, repeat: int, variants: list[str]) -> None:
     """The table of ``--small``: each config now and at ``baseline``, side by side."""
-    import tempfile
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from common import baseline_src
 
-    old = Path(tempfile.mkdtemp(prefix="csnln_baseline_"))
-    archive = subprocess.run(
-        ["git", "archive", baseline, "src"], cwd=ROOT, capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    old = Path(baseline_src(baseline)).parent
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()

@@ -4,7 +4,61 @@ Each module defines ``add_arguments(parser)`` and ``run(args) -> int`` (the exit
 has a Python API equivalent elsewhere in the package.
 """
 
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..inference import RunOptions
+
+
+def add_tile_options(parser: argparse.ArgumentParser) -> None:
+    """``--tile-overlap``, ``--tile-batch`` and ``--tile-margin`` (the fields of
+    :class:`csnln.inference.RunOptions` that refine a tile plan), as upscale and eval take them."""
+    from ..inference import DEFAULT_OVERLAP
+
+    parser.add_argument(
+        "--tile-overlap",
+        type=int,
+        metavar="M",
+        help="overlap of neighbouring tiles in LR pixels, cross-faded (default: the tile "
+        f"plan's; {DEFAULT_OVERLAP} with an explicit --tile)",
+    )
+    parser.add_argument(
+        "--tile-batch",
+        type=int,
+        metavar="K",
+        help="tiles per model call (default: the tile plan's; 1 for models without one); "
+        "changes speed and memory, not the result",
+    )
+    parser.add_argument(
+        "--tile-margin",
+        type=int,
+        metavar="P",
+        help="in the blend, leave the outer P LR pixels of each overlap to the neighbouring "
+        "tile (default: the tile plan's; 0 with an explicit --tile)",
+    )
+
 
 def exists_error(exc: FileExistsError) -> str:
     """The one-line error of a write refused because the file exists, in command-line terms."""
     return "error: " + str(exc).replace("(pass overwrite", "(pass --overwrite")
+
+
+def run_options(args: argparse.Namespace, *, chop: bool = False) -> RunOptions:
+    """The :class:`~csnln.inference.RunOptions` of a command's tile/precision/device/memory
+    arguments (``--tile 0``: whole images); a bad value raises ValueError naming it."""
+    from ..inference import RunOptions
+
+    return RunOptions(
+        tile="auto" if args.tile is None else (args.tile or None),
+        tile_overlap=args.tile_overlap,
+        tile_batch=args.tile_batch,
+        tile_margin=args.tile_margin,
+        chop=chop,
+        self_ensemble=args.self_ensemble,
+        precision=args.precision,
+        device=args.device,
+        max_memory=args.max_memory,
+    )

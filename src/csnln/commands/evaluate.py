@@ -40,9 +40,10 @@ from ..evaluation import (
     write_csv,
     write_json,
 )
-from ..inference import DEFAULT_OVERLAP, PRECISION_CHOICES
+from ..inference import PRECISION_CHOICES
 from ..models.official import CheckpointError
 from ..upscaling import default_model_name
+from . import add_tile_options, run_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,26 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the authors' recursive tiling (4 quarters, 10-pixel overlap, until under 3600 "
         "LR pixels), as behind the published numbers",
     )
-    parser.add_argument(
-        "--tile-overlap",
-        type=int,
-        metavar="M",
-        help="overlap of neighbouring tiles in LR pixels (default: the tile plan's; "
-        f"{DEFAULT_OVERLAP} with an explicit --tile)",
-    )
-    parser.add_argument(
-        "--tile-batch",
-        type=int,
-        metavar="K",
-        help="tiles per model call (default: the tile plan's); speed and memory only",
-    )
-    parser.add_argument(
-        "--tile-margin",
-        type=int,
-        metavar="P",
-        help="in the blend, leave the outer P LR pixels of each overlap to the neighbouring "
-        "tile (default: the tile plan's; 0 with an explicit --tile)",
-    )
+    add_tile_options(parser)
     parser.add_argument(
         "--precision",
         choices=PRECISION_CHOICES,
@@ -171,15 +153,7 @@ def run(args: argparse.Namespace) -> int:
                 model,
                 args.data,
                 args.scale,
-                self_ensemble=args.self_ensemble,
-                tile="auto" if args.tile is None else args.tile,
-                tile_overlap=args.tile_overlap,
-                tile_batch=args.tile_batch,
-                tile_margin=args.tile_margin,
-                chop=args.chop,
-                precision=args.precision,
-                device=args.device,
-                max_memory=args.max_memory,
+                run_options(args, chop=args.chop),
                 save_images=args.save_images,
                 progress=not args.no_progress,
             )

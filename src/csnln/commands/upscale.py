@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from ..allocator import keep_freed_memory
 from ..imageio import SUPPORTED_EXTENSIONS, ImageReadError, check_writable, expand_inputs
-from ..inference import DEFAULT_OVERLAP, PRECISION_CHOICES, resolve_device, resolve_precision
+from ..inference import PRECISION_CHOICES, resolve_device, resolve_precision
 from ..models.descriptor import describe
 from ..models.network import MIN_INPUT_SIZE
 from ..models.official import CheckpointError
@@ -54,6 +54,7 @@ from ..upscaling import (
     resolve_model,
     upscale_file,
 )
+from . import add_tile_options, run_options
 
 SCALES = (2, 3, 4)
 
@@ -103,27 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "of memory per pixel, and an image that cannot fit even tiled is refused with the "
         "numbers (default: the free memory of the device)",
     )
-    parser.add_argument(
-        "--tile-overlap",
-        type=int,
-        metavar="M",
-        help="overlap of neighbouring tiles in LR pixels, cross-faded (default: the tile "
-        f"plan's; {DEFAULT_OVERLAP} with an explicit --tile)",
-    )
-    parser.add_argument(
-        "--tile-batch",
-        type=int,
-        metavar="K",
-        help="tiles per model call (default: the tile plan's; 1 for models without one); "
-        "changes speed and memory, not the result",
-    )
-    parser.add_argument(
-        "--tile-margin",
-        type=int,
-        metavar="P",
-        help="in the blend, leave the outer P LR pixels of each overlap to the neighbouring "
-        "tile (default: the tile plan's; 0 with an explicit --tile)",
-    )
+    add_tile_options(parser)
     parser.add_argument(
         "--self-ensemble",
         action="store_true",
@@ -297,11 +278,10 @@ def run(args: argparse.Namespace) -> int:
             f"got {args.tile}"
         )
         return 2
-    if args.tile_overlap is not None and args.tile_overlap < 0:
-        _error(f"--tile-overlap must be >= 0, got {args.tile_overlap}")
-        return 2
-    if args.tile_batch is not None and args.tile_batch < 1:
-        _error(f"--tile-batch must be >= 1, got {args.tile_batch}")
+    try:  # every run option, validated once (RunOptions); the error names the value
+        options = run_options(args)
+    except ValueError as exc:
+        _error(f"{exc}")
         return 2
 
     inputs, failed = _gather_inputs(args.inputs)
@@ -311,9 +291,11 @@ def run(args: argparse.Namespace) -> int:
 
     scale = _scale_for(args)
     try:
-        device = resolve_device(args.device)
+        device = resolve_device(options.device)
         model = resolve_model(args.model, scale, device)
-        precision = resolve_precision(args.precision, device, describe(model))
+        options = options.replace(
+            device=device, precision=resolve_precision(options.precision, device, describe(model))
+        )
         folder, single = _output_target(args.output, len(inputs))
     except NoBundledModelError as exc:
         _error(
@@ -326,7 +308,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     scale = describe(model).scale
     label = model_label(args.model, scale)
-    tile: int | str | None = "auto" if args.tile is None else (args.tile or None)
     if folder is not None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -379,14 +360,7 @@ def run(args: argparse.Namespace) -> int:
                         out,
                         scale,
                         model,
-                        tile=tile,  # type: ignore[arg-type]
-                        tile_overlap=args.tile_overlap,
-                        tile_batch=args.tile_batch,
-                        tile_margin=args.tile_margin,
-                        max_memory=args.max_memory,
-                        self_ensemble=args.self_ensemble,
-                        precision=precision,
-                        device=device,
+                        options,
                         overwrite=args.overwrite,
                         compare_path=compare,
                         label=label,
