@@ -36,7 +36,8 @@ CHECKPOINTING_MODES = ("none", "full", "selective")
 
 #: Growth of peak memory during one float32 forward pass (n_feats 128, default chunking) as
 #: ``bytes_per_lr_pixel * h * w + constant`` per scale, an upper bound of the measurements of
-#: benchmarks/memory_model.py (2026-11-25, 2 cores, PyTorch 2.13 CPU). Scaled by n_feats.
+#: benchmarks/memory_model.py (2026-11-25, 2 cores, PyTorch 2.13 CPU). Scaled up by n_feats
+#: for wider networks (see `CSNLN.descriptor`).
 MEMORY_MODEL: dict[int, tuple[int, int]] = {
     2: (17_472, 234_000_000),
     3: (25_029, 457_000_000),
@@ -217,11 +218,15 @@ class CSNLN(nn.Module):
     @property
     def descriptor(self) -> ModelDescriptor:
         per_pixel, constant = MEMORY_MODEL[self.scale]
+        # Measured at n_feats 128 and scaled up for wider networks, never down: the attentions'
+        # score chunks and the allocator's arenas do not shrink with the width (the bundled
+        # 32-wide x2 model, 8 tiles of 48 per call: 197-509 MB of growth in the same job, the
+        # high end on a busy machine; tests/test_memory_bound.py).
         return ModelDescriptor(
             scale=self.scale,
             size_multiple=self.size_multiple,
             tileable=True,
-            memory_per_pixel=per_pixel * self.n_feats // 128,
+            memory_per_pixel=per_pixel * max(self.n_feats, 128) // 128,
             memory_constant=constant,
             tile_plan=self.tile_plan,
         )
