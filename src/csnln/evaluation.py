@@ -65,7 +65,7 @@ from .data.protocol import (
     to_uint8_matlab,
 )
 from .files import atomic_write
-from .inference import RunOptions, Upscaler, chop_fits
+from .inference import Plan, RunOptions, Upscaler, chop_fits
 from .metrics import psnr, ssim
 from .models.descriptor import describe
 from .progress import progress as progress_bar
@@ -235,7 +235,11 @@ def _check_chop(entries: Sequence[DatasetEntry], scale: int) -> None:
 
 
 def super_resolve(
-    upscaler: Upscaler, lr: torch.Tensor, *, on_tile: Callable[[], None] | None = None
+    upscaler: Upscaler,
+    lr: torch.Tensor,
+    *,
+    plan: Plan | None = None,
+    on_tile: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """SR of one ``uint8`` LR image ``3 x h x w`` -> ``uint8`` ``3 x sh x sw`` on the CPU.
 
@@ -246,11 +250,12 @@ def super_resolve(
     if lr.dtype != torch.uint8 or lr.dim() != 3 or lr.shape[0] != 3:
         raise ValueError(f"expected a uint8 3 x H x W image, got {lr.dtype} {tuple(lr.shape)}")
     h, w = lr.shape[-2:]
+    plan = plan if plan is not None else upscaler.plan(h, w)
     if (
         isinstance(upscaler.model, Bicubic)
         and not upscaler.self_ensemble
         and not upscaler.chop
-        and upscaler.plan(h, w).tile is None
+        and plan.tile is None
     ):
         x = lr.to(upscaler.device, torch.float64)
         out = to_uint8_matlab(imresize(x, float(upscaler.scale))).cpu()
@@ -258,7 +263,7 @@ def super_resolve(
             on_tile()
         return out
     x = lr.to(torch.float32).div(255)[None]
-    return quantize(upscaler(x, on_tile=on_tile)[0]).cpu()
+    return quantize(upscaler(x, plan=plan, on_tile=on_tile)[0]).cpu()
 
 
 #: How ``evaluate`` runs a model by default: its tile plan (as ``csnln upscale``), in float32
@@ -419,7 +424,8 @@ def _evaluate_one(
             skipped.append(entry.hr_path.name)
             bar.update(1)
             continue
-        tiles = max(1, upscaler.tiles_per_image(*lr.shape[-2:]))
+        plan = upscaler.plan(*lr.shape[-2:])  # once per image: the bar and the run share it
+        tiles = max(1, plan.calls)
         done = 0
 
         def on_tile(tiles: int = tiles, name: str = entry.name) -> None:
@@ -429,7 +435,7 @@ def _evaluate_one(
                 bar.set_postfix_str(f"x{scale} {name} tile {done}/{tiles}")
 
         start = time.perf_counter()
-        sr = super_resolve(upscaler, lr, on_tile=on_tile)
+        sr = super_resolve(upscaler, lr, plan=plan, on_tile=on_tile)
         seconds = time.perf_counter() - start
         if sr.shape != hr.shape:
             raise RuntimeError(
