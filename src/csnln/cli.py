@@ -17,6 +17,7 @@ COMMANDS = {
     "models": ("models", "list the bundled models and inspect checkpoints"),
     "demo": ("demo", "the bundled model on a sample image, against bicubic"),
     "attention": ("attention", "picture where the attentions look for one pixel"),
+    "ablate": ("ablate", "re-run the paper's ablations: branches, fusion, patch, depth"),
 }
 
 

@@ -235,6 +235,48 @@ class CSNLN(nn.Module):
     def from_config(cls, config: CSNLNConfig, **runtime: Any) -> CSNLN:
         return cls(**config.to_dict() | runtime)
 
+    def unrolled(self, depth: int) -> CSNLN:
+        """This network run for ``depth`` SEM steps instead of the ``self.depth`` it was
+        trained with: a new module sharing every weight but the tail's.
+
+        The SEM cell's weights are shared across steps, so only the tail, one 3x3 conv over
+        the concatenation of every step's HR features, depends on the step count. Its
+        per-step slices are resampled along the step axis (linear interpolation between the
+        first and the last step; one step gets their mean) and scaled by
+        ``self.depth / depth``, so the tail keeps about its total weight. With ``depth ==
+        self.depth`` the output is this network's.
+        """
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth!r}")
+        config = dataclasses.replace(self.config, depth=depth)
+        first = next(iter(self.cell.parameters()))
+        model = CSNLN.from_config(config, chunk_size=self._chunk_size()).to(
+            device=first.device, dtype=first.dtype
+        )
+        # (3, D*F, k, k) -> (3*k*k, F, D): the step axis last, as interpolate wants it.
+        weight = self.tail.weight.detach()
+        out_ch, _, k, _ = weight.shape
+        steps = weight.view(out_ch, self.depth, self.n_feats, k, k)
+        steps = steps.permute(0, 3, 4, 2, 1).reshape(-1, self.n_feats, self.depth)
+        if depth == 1:
+            resampled = steps.mean(dim=-1, keepdim=True)
+        else:
+            resampled = F.interpolate(steps, size=depth, mode="linear", align_corners=True)
+        resampled = resampled * (self.depth / depth)
+        resampled = resampled.reshape(out_ch, k, k, self.n_feats, depth).permute(0, 4, 3, 1, 2)
+        state = {k: v for k, v in self.state_dict().items() if k != "tail.weight"}
+        state["tail.weight"] = resampled.reshape(out_ch, depth * self.n_feats, k, k)
+        model.load_state_dict(state)
+        model.tile_plan = self.tile_plan
+        model.gradient_checkpointing = self.gradient_checkpointing
+        return model.train(self.training)
+
+    def _chunk_size(self) -> ChunkSize:
+        for module in self.modules():
+            if isinstance(module, (InScaleAttention, CrossScaleAttention)):
+                return module.chunk_size
+        return DEFAULT_CHUNK_SIZE
+
     def set_chunk_size(self, chunk_size: ChunkSize) -> None:
         """Set how many query positions the attentions process at a time (None: all)."""
         for module in self.modules():

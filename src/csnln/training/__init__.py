@@ -14,7 +14,14 @@ Modules: :mod:`~csnln.training.config` (every key documented), :mod:`~csnln.trai
 """
 
 from .config import ConfigError, TrainConfig, apply_overrides, config_table, load_config
-from .loop import TrainResult, build_model, learning_rate, run_training, train
+from .loop import (
+    TrainResult,
+    build_model,
+    learning_rate,
+    run_training,
+    train,
+    validation_curve,
+)
 
 __all__ = [
     "ConfigError",
@@ -27,4 +34,5 @@ __all__ = [
     "load_config",
     "run_training",
     "train",
+    "validation_curve",
 ]

@@ -28,6 +28,8 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from ..models.sem import BRANCHES
+
 __all__ = [
     "CheckpointSection",
     "ConfigError",
@@ -63,6 +65,21 @@ class ModelSection:
     scale: int = _key(2, "Upscaling factor: 2, 3 or 4.")
     n_feats: int = _key(128, "Feature channels F (the paper: 128).")
     depth: int = _key(12, "Recurrent SEM steps D (the paper: 12).")
+    branches: list[str] = _key(
+        ["local", "in_scale", "cross_scale"],
+        "The SEM cell's branches, a non-empty subset of `local`, `in_scale`, `cross_scale` "
+        "(the paper: all three; `csnln ablate branches` compares the subsets).",
+    )
+    fusion: Literal["projection", "concat"] = _key(
+        "projection",
+        "How the branches are fused: `projection` (the paper's mutual-projected fusion) or "
+        "`concat` (concatenation and a 1x1 conv).",
+    )
+    patch_size: int = _key(
+        3,
+        "Matching patch size p of the attentions: 1, 3 or 5 (the paper: 3). Not the "
+        "training crop, which is `data.patch_size`.",
+    )
     chunk_size: int | str | None = _key(
         "auto",
         "Query positions per attention chunk: `auto` (bounded score memory), a number, or "
@@ -278,6 +295,12 @@ class TrainConfig:
                 f"model.n_feats must be even, got {m.n_feats}",
             ),
             (m.depth >= 1, f"model.depth must be >= 1, got {m.depth}"),
+            (
+                bool(m.branches) and set(m.branches) <= set(BRANCHES),
+                f"model.branches must be a non-empty subset of {', '.join(BRANCHES)}, "
+                f"got {m.branches}",
+            ),
+            (m.patch_size in (1, 3, 5), f"model.patch_size must be 1, 3 or 5, got {m.patch_size}"),
             (
                 m.chunk_size in ("auto", None)
                 or (isinstance(m.chunk_size, int) and m.chunk_size >= 1),

@@ -41,7 +41,7 @@ from tqdm import tqdm
 from ..files import atomic_write
 from ..inference import precision_context
 from ..models.checkpoint import save_checkpoint
-from ..models.network import CSNLN, checkpointing_mode
+from ..models.network import CSNLN, CSNLNConfig, checkpointing_mode
 from ..progress import progress as progress_bar
 from .checkpointing import (
     CheckpointFiles,
@@ -130,21 +130,28 @@ def learning_rate(optim: OptimSection, total_steps: int, step: int) -> float:
 def build_model(config: TrainConfig) -> CSNLN:
     """The network of ``config.model`` (initialised from ``model.init`` when set)."""
     m = config.model
-    model = CSNLN(m.scale, m.n_feats, m.depth, chunk_size=m.chunk_size)
+    model = CSNLN(
+        m.scale,
+        m.n_feats,
+        m.depth,
+        branches=m.branches,
+        fusion=m.fusion,
+        patch_size=m.patch_size,
+        chunk_size=m.chunk_size,
+    )
     model.set_gradient_checkpointing(m.gradient_checkpointing)
     if m.init:
         from ..zoo import BUNDLED, load_model
 
         # A bundled name has one file per scale: its x{scale} weights (fine-tuning).
         source = load_model(m.init, m.scale if m.init in BUNDLED else None)
-        if not isinstance(source, CSNLN) or (source.n_feats, source.depth) != (
-            m.n_feats,
-            m.depth,
+        if not isinstance(source, CSNLN) or _architecture(source.config) != _architecture(
+            model.config
         ):
             got = source.config if isinstance(source, CSNLN) else type(source).__name__
             raise ConfigError(
-                f"model.init {m.init}: its architecture ({got}) differs from model "
-                f"(scale {m.scale}, n_feats {m.n_feats}, depth {m.depth})"
+                f"model.init {m.init}: its architecture ({got}) differs from the model's "
+                f"({model.config})"
             )
         if source.scale == m.scale:
             model.load_state_dict(source.state_dict())
@@ -169,6 +176,11 @@ def build_model(config: TrainConfig) -> CSNLN:
                 + (" ..." if len(own) - len(shared) > 8 else ""),
             )
     return model
+
+
+def _architecture(config: CSNLNConfig) -> tuple[Any, ...]:
+    """What two networks must share for one's weights to load into the other (any scale)."""
+    return (config.n_feats, config.depth, config.branches, config.fusion, config.patch_size)
 
 
 def l1_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
@@ -238,6 +250,19 @@ class _CsvLog:
 
     def close(self) -> None:
         self.handle.close()
+
+
+def validation_curve(run_dir: str | PathLike[str]) -> list[tuple[int, float]]:
+    """The (step, validation PSNR) rows of a run folder's ``log.csv`` ([] when it has none)."""
+    path = Path(run_dir) / "log.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return [
+            (int(row["step"]), float(row["val_psnr"]))
+            for row in csv.DictReader(handle)
+            if row.get("val_psnr")
+        ]
 
 
 def _cell(value: Any) -> Any:

@@ -1,0 +1,796 @@
+"""The paper's ablations, re-run (``csnln ablate``): branches, fusion, matching patch, depth.
+
+A *study* is a list of *variants* of the network (one constructor option changed from the
+reference: all three branches, mutual-projected fusion, p = 3, the budget's depth). Every
+variant is trained from scratch with the same data, steps, schedule and seeds through the
+training loop of ``csnln train`` (each run folder holds the ``config.yaml`` that ``csnln
+train`` re-runs), evaluated at x2 on Set5 and B100 with its final weights, and the study's
+report compares them::
+
+    from csnln.ablation import BUDGETS, run_study, write_report
+
+    run_study("fusion", BUDGETS["small"], out="ablations", resume=True)
+    write_report("fusion", BUDGETS["small"], out="ablations")   # ablations/small/fusion.md
+
+Runs are keyed by what they train (variant, budget, seed), so the reference, which is in
+every study, trains once; a finished run (its ``result.json``) is reused; an unfinished one
+continues from its last checkpoint with ``resume=True``; a run another process is training
+(its lock file) is left to it, so two processes on one study share its runs.
+
+The depth study also unrolls each trained model to other step counts at test time (the SEM
+weights are shared across steps; see :meth:`csnln.CSNLN.unrolled`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from itertools import combinations
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .files import atomic_write
+from .models.network import CSNLN
+from .models.sem import BRANCHES
+
+__all__ = [
+    "BUDGETS",
+    "STUDIES",
+    "Budget",
+    "RunResult",
+    "Variant",
+    "estimate_seconds",
+    "run_study",
+    "study_runs",
+    "study_variants",
+    "write_report",
+]
+
+log = logging.getLogger("csnln.ablation")
+PathArg = str | PathLike[str]
+
+#: Where the data are by default, relative to the current directory (the project's layout).
+DEFAULT_TRAIN_DIRS = ("../shared/data/train/*",)
+DEFAULT_BENCHMARKS = "../shared/data/benchmark"
+EVAL_SETS = ("Set5", "B100")
+SCALE = 2
+SHORT = {"local": "L", "in_scale": "I", "cross_scale": "C"}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How big and how long every run of a study is."""
+
+    name: str
+    n_feats: int
+    depth: int  # the reference depth; the depth study varies it
+    patch: int  # LR training crop
+    batch: int
+    steps: int
+    lr: float
+    seeds: tuple[int, ...]
+    depths: tuple[int, ...]  # the depth study's trained step counts
+    unroll: tuple[int, ...]  # the step counts each depth-study model is run with at test time
+    val_every: int
+    precision: str = "bf16"
+    # LR tile of the final evaluation, and the input size at which MFLOP per LR pixel are
+    # counted (the attentions' cost per pixel grows with the piece the network sees).
+    eval_tile: int = 32
+    eval_overlap: int = 8
+    unroll_sets: tuple[str, ...] = ("Set5", "B100")  # where the unrolled models are measured
+
+    def describe(self) -> str:
+        return (
+            f"n_feats {self.n_feats}, depth {self.depth}, LR patch {self.patch} x batch "
+            f"{self.batch}, {self.steps:,} steps (Adam, cosine {self.lr:g} -> "
+            f"{self.lr / 100:g}, 200 warm-up steps, gradient clip 1), {self.precision}, "
+            f"seeds {', '.join(map(str, self.seeds))}"
+        )
+
+
+BUDGETS: dict[str, Budget] = {
+    # 2 CPU cores: about 10 minutes of training per run at depth 4 (one thread).
+    "small": Budget(
+        "small", n_feats=16, depth=4, patch=16, batch=16, steps=3000, lr=5e-4, seeds=(0, 1),
+        depths=(1, 2, 4, 8), unroll=(1, 2, 4, 8, 12), val_every=250, unroll_sets=("Set5",),
+    ),
+    # One GPU, a few hours for all studies.
+    "medium": Budget(
+        "medium", n_feats=32, depth=4, patch=32, batch=16, steps=20_000, lr=3e-4,
+        seeds=(0, 1), depths=(1, 2, 4, 8, 12), unroll=(1, 2, 4, 8, 12, 16), val_every=1000,
+    ),
+    # The paper's network and crop on GPUs (its 1M steps cut to 100k).
+    "paper": Budget(
+        "paper", n_feats=128, depth=12, patch=48, batch=16, steps=100_000, lr=1e-4,
+        seeds=(0, 1), depths=(1, 2, 4, 8, 12), unroll=(1, 2, 4, 8, 12, 16), val_every=5000,
+        eval_tile=64, eval_overlap=16,
+    ),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One network of a study: what differs from the reference."""
+
+    branches: tuple[str, ...] = BRANCHES
+    fusion: str = "projection"
+    patch_size: int = 3
+    depth: int | None = None  # None: the budget's
+
+    def resolved(self, budget: Budget) -> Variant:
+        return dataclasses.replace(self, depth=self.depth or budget.depth)
+
+    @property
+    def key(self) -> str:
+        """A folder name: ``LIC-projection-p3-d4``."""
+        branches = "".join(SHORT[b] for b in self.branches)
+        return f"{branches}-{self.fusion}-p{self.patch_size}-d{self.depth}"
+
+    @property
+    def label(self) -> str:
+        return (
+            f"{'+'.join(self.branches)}, {self.fusion}, p={self.patch_size}, "
+            f"{self.depth} step{'s' if self.depth != 1 else ''}"
+        )
+
+
+def _branch_subsets() -> list[Variant]:
+    subsets = [c for k in (1, 2, 3) for c in combinations(BRANCHES, k)]
+    return [Variant(branches=s) for s in subsets]
+
+
+#: study -> (question, the variants as a function of the budget, the option it varies).
+STUDIES: dict[str, tuple[str, Callable[[Budget], list[Variant]], str]] = {
+    "branches": (
+        "Which of the three branches help: every non-empty subset of local, in-scale and "
+        "cross-scale attention.",
+        lambda budget: _branch_subsets(),
+        "branches",
+    ),
+    "fusion": (
+        "Mutual-projected fusion against concatenation (all three branches).",
+        lambda budget: [Variant(fusion="projection"), Variant(fusion="concat")],
+        "fusion",
+    ),
+    "patch": (
+        "The matching patch size p of the attentions.",
+        lambda budget: [Variant(patch_size=p) for p in (1, 3, 5)],
+        "patch_size",
+    ),
+    "depth": (
+        "How many recurrent SEM steps are worth having, and whether a model trained with D "
+        "steps gains from being run with more or fewer.",
+        lambda budget: [Variant(depth=d) for d in budget.depths],
+        "depth",
+    ),
+}
+REFERENCE = Variant()
+
+
+def study_variants(study: str, budget: Budget) -> list[Variant]:
+    """The variants of ``study`` at ``budget``, each with its depth resolved."""
+    if study not in STUDIES:
+        raise ValueError(f"unknown study {study!r}; the studies: {', '.join(STUDIES)}")
+    return [v.resolved(budget) for v in STUDIES[study][1](budget)]
+
+
+def study_runs(studies: Sequence[str], budget: Budget) -> list[tuple[Variant, int]]:
+    """Every (variant, seed) the studies need, each once: the first seed of every variant,
+    then the second, so that a study cut short has every variant once."""
+    variants: list[Variant] = []
+    for study in studies:
+        for v in study_variants(study, budget):
+            if v not in variants:
+                variants.append(v)
+    return [(v, seed) for seed in budget.seeds for v in variants]
+
+
+# --- one run ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    """What a finished run measured (its ``result.json``)."""
+
+    variant: Variant
+    seed: int
+    psnr: dict[str, float]  # dataset -> mean PSNR (Y, x2)
+    ssim: dict[str, float]
+    unroll: dict[int, dict[str, float]]  # test-time depth -> dataset -> PSNR
+    curve: list[tuple[int, float]]  # (step, Set5 validation PSNR)
+    train_seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["variant"] = dataclasses.asdict(self.variant)
+        data["unroll"] = {str(k): v for k, v in self.unroll.items()}
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunResult:
+        variant = data["variant"]
+        return cls(
+            variant=Variant(**(variant | {"branches": tuple(variant["branches"])})),
+            seed=int(data["seed"]),
+            psnr=data["psnr"],
+            ssim=data["ssim"],
+            unroll={int(k): v for k, v in data["unroll"].items()},
+            curve=[(int(s), float(p)) for s, p in data["curve"]],
+            train_seconds=float(data["train_seconds"]),
+        )
+
+
+def run_dir(out: PathArg, budget: Budget, variant: Variant, seed: int) -> Path:
+    return Path(out) / budget.name / "runs" / variant.key / f"seed{seed}"
+
+
+def train_config(
+    variant: Variant,
+    seed: int,
+    budget: Budget,
+    folder: Path,
+    *,
+    train_dirs: Sequence[str],
+    val_dir: str,
+    device: str,
+    threads: int,
+) -> Any:
+    """The ``csnln train`` config of one run (also written to its folder as config.yaml)."""
+    from .training import TrainConfig
+
+    return TrainConfig.from_dict(
+        {
+            "name": f"{variant.key}-seed{seed}",
+            "output_dir": str(folder),
+            "seed": seed,
+            "model": {
+                "scale": SCALE,
+                "n_feats": budget.n_feats,
+                "depth": variant.depth,
+                "branches": list(variant.branches),
+                "fusion": variant.fusion,
+                "patch_size": variant.patch_size,
+            },
+            "data": {
+                "train_dirs": list(train_dirs),
+                "patch_size": budget.patch,
+                "batch_size": budget.batch,
+                "workers": 0,
+            },
+            "optim": {
+                "lr": budget.lr,
+                "schedule": "cosine",
+                "min_lr": budget.lr / 100,
+                "warmup_steps": 200,
+                "grad_clip": 1.0,
+            },
+            "train": {
+                "steps": budget.steps,
+                "device": device,
+                "precision": budget.precision,
+                "threads": threads,
+            },
+            "val": {"dirs": [val_dir], "every": budget.val_every, "precision": "fp32"},
+            # The final weights are the result (no selection on the test sets).
+            "checkpoint": {"every": budget.val_every, "keep_last": 1, "keep_best": False},
+            "log": {"every": 50, "progress": sys.stderr.isatty()},
+        },
+        source=f"ablation run {variant.key} seed {seed}",
+    )
+
+
+@contextlib.contextmanager
+def _claim(folder: Path) -> Iterator[bool]:
+    """Hold ``folder/.lock`` while training: yields False when a live process holds it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / ".lock"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            pid = int(lock.read_text() or 0)
+            os.kill(pid, 0)
+            yield False  # alive: its run
+            return
+        except (ValueError, ProcessLookupError):
+            lock.unlink(missing_ok=True)  # a crashed process's lock
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except PermissionError:
+            yield False
+            return
+    try:
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        yield True
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def eval_options(budget: Budget) -> Any:
+    from .inference import RunOptions
+
+    return RunOptions(precision="fp32", tile=budget.eval_tile, tile_overlap=budget.eval_overlap)
+
+
+def _evaluate(model: CSNLN, sets: Sequence[str], budget: Budget) -> dict[str, tuple[float, float]]:
+    from .evaluation import evaluate
+
+    results = evaluate(model, list(sets), SCALE, eval_options(budget), progress=False)
+    return {r.dataset: (r.psnr, r.ssim) for r in results}
+
+
+def run_one(
+    variant: Variant,
+    seed: int,
+    budget: Budget,
+    out: PathArg,
+    *,
+    train_dirs: Sequence[str],
+    eval_sets: Sequence[str],
+    resume: bool,
+    device: str = "auto",
+    threads: int = 0,
+    unroll: bool = False,
+) -> RunResult | None:
+    """Train and evaluate one run; its result (None: another process is training it)."""
+    from .training import run_training, validation_curve
+    from .zoo import load_model
+
+    folder = run_dir(out, budget, variant, seed)
+    result_file = folder / "result.json"
+    done = (
+        RunResult.from_json(json.loads(result_file.read_text())) if result_file.is_file() else None
+    )
+    if done is not None and (done.unroll or not unroll):
+        return done
+    with _claim(folder) as mine:
+        if not mine:
+            return None
+        if threads:
+            torch.set_num_threads(threads)
+        if done is not None:  # trained and evaluated: only the unrolled models are missing
+            model = load_model(folder / "final.safetensors")
+            assert isinstance(model, CSNLN)
+            result = dataclasses.replace(done, unroll=_unrolled_scores(model, eval_sets, budget))
+        else:
+            config = train_config(
+                variant,
+                seed,
+                budget,
+                folder,
+                train_dirs=train_dirs,
+                val_dir=eval_sets[0],
+                device=device,
+                threads=threads,
+            )
+            started = time.perf_counter()
+            trained = run_training(config, resume=resume)
+            if not trained.finished:
+                raise KeyboardInterrupt  # stopped by a signal: its checkpoint is on disk
+            seconds = _train_seconds(folder, time.perf_counter() - started)
+            model = load_model(trained.weights)
+            assert isinstance(model, CSNLN)
+            if threads:
+                torch.set_num_threads(threads)
+            scores = _evaluate(model.eval(), eval_sets, budget)
+            result = RunResult(
+                variant=variant,
+                seed=seed,
+                psnr={name: p for name, (p, _) in scores.items()},
+                ssim={name: s for name, (_, s) in scores.items()},
+                unroll=_unrolled_scores(model, eval_sets, budget) if unroll else {},
+                curve=validation_curve(folder),
+                train_seconds=seconds,
+            )
+        text = json.dumps(result.to_json(), indent=1)
+        atomic_write(result_file, lambda tmp: tmp.write_text(text))
+        # A finished run keeps its final weights, log and result; its training checkpoints
+        # (weights + optimizer state) would only let it train on, which a study never does.
+        shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+        return result
+
+
+def _unrolled_scores(
+    model: CSNLN, eval_sets: Sequence[str], budget: Budget
+) -> dict[int, dict[str, float]]:
+    """PSNR of ``model`` run with each of the budget's test-time step counts."""
+    sets = [s for s in eval_sets if Path(s).name in budget.unroll_sets]
+    scores: dict[int, dict[str, float]] = {}
+    for depth in budget.unroll:
+        unrolled = model if depth == model.depth else model.unrolled(depth)
+        scores[depth] = {
+            name: p for name, (p, _) in _evaluate(unrolled.eval(), sets, budget).items()
+        }
+    return scores
+
+
+def _train_seconds(folder: Path, fallback: float) -> float:
+    """Training time of the whole run, across resumes: the sum of its log's step times."""
+    import csv
+
+    path = folder / "log.csv"
+    if not path.is_file():
+        return fallback
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    total, previous = 0.0, 0
+    for row in rows:
+        step, rate = int(row.get("step") or 0), row.get("it_s") or ""
+        if rate and float(rate) > 0:
+            total += (step - previous) / float(rate)
+        previous = step
+    return total or fallback
+
+
+# --- a study ---------------------------------------------------------------------------------
+
+
+def _check_data(train_dirs: Sequence[str], eval_sets: Sequence[str]) -> None:
+    import glob
+
+    if not any(glob.glob(pattern) for pattern in train_dirs):
+        raise FileNotFoundError(
+            f"no training folder matches {', '.join(train_dirs)} (give --train-data)"
+        )
+    for folder in eval_sets:
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"benchmark folder {folder} not found (give --benchmarks)")
+
+
+def estimate_seconds(runs: Sequence[tuple[Variant, int]], budget: Budget, threads: int) -> float:
+    """Training time of ``runs``, from two timed steps of each variant on random patches
+    (evaluation not included)."""
+    from .training.loop import l1_loss
+
+    saved = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    per_variant: dict[Variant, float] = {}
+    try:
+        for variant, _ in runs:
+            if variant in per_variant:
+                continue
+            model = CSNLN(
+                SCALE,
+                budget.n_feats,
+                variant.depth or budget.depth,
+                branches=variant.branches,
+                fusion=variant.fusion,
+                patch_size=variant.patch_size,
+            )
+            lr = torch.rand(budget.batch, 3, budget.patch, budget.patch)
+            hr = torch.rand(budget.batch, 3, SCALE * budget.patch, SCALE * budget.patch)
+            times = []
+            for _ in range(3):
+                began = time.perf_counter()
+                with torch.autocast("cpu", torch.bfloat16, enabled=budget.precision == "bf16"):
+                    sr = model(lr)
+                l1_loss(sr, hr).backward()
+                times.append(time.perf_counter() - began)
+            per_variant[variant] = min(times[1:])
+    finally:
+        torch.set_num_threads(saved)
+    return sum(per_variant[v] * budget.steps for v, _ in runs)
+
+
+def run_study(
+    studies: str | Sequence[str],
+    budget: Budget,
+    out: PathArg = "ablations",
+    *,
+    train_dirs: Sequence[str] = DEFAULT_TRAIN_DIRS,
+    benchmarks: PathArg = DEFAULT_BENCHMARKS,
+    resume: bool = False,
+    device: str = "auto",
+    threads: int = 0,
+    on_run: Callable[[int, int, Variant, int, str], None] | None = None,
+) -> list[RunResult]:
+    """Train and evaluate every run of ``studies`` not finished yet (see the module doc).
+
+    ``on_run(index, total, variant, seed, state)`` is told of each run ("done", "training",
+    "busy": another process has it). Returns the results of the runs finished so far.
+    """
+    names = [studies] if isinstance(studies, str) else list(studies)
+    eval_sets = [str(Path(benchmarks) / name) for name in EVAL_SETS]
+    _check_data(train_dirs, eval_sets)
+    runs = study_runs(names, budget)
+    depth_variants = set(study_variants("depth", budget)) if "depth" in names else set()
+    results = []
+    for index, (variant, seed) in enumerate(runs, 1):
+        done = (run_dir(out, budget, variant, seed) / "result.json").is_file()
+        unroll = variant in depth_variants
+        if on_run is not None:
+            on_run(index, len(runs), variant, seed, "done" if done else "training")
+        result = run_one(
+            variant,
+            seed,
+            budget,
+            out,
+            train_dirs=train_dirs,
+            eval_sets=eval_sets,
+            resume=resume,
+            device=device,
+            threads=threads,
+            unroll=unroll,
+        )
+        if result is None:
+            if on_run is not None:
+                on_run(index, len(runs), variant, seed, "busy")
+            continue
+        results.append(result)
+    return results
+
+
+def load_results(out: PathArg, budget: Budget, study: str) -> dict[Variant, list[RunResult]]:
+    """The finished runs of ``study`` (variant -> its seeds' results, maybe empty)."""
+    found: dict[Variant, list[RunResult]] = {}
+    for variant in study_variants(study, budget):
+        found[variant] = []
+        for seed in budget.seeds:
+            path = run_dir(out, budget, variant, seed) / "result.json"
+            if path.is_file():
+                found[variant].append(RunResult.from_json(json.loads(path.read_text())))
+    return found
+
+
+# --- cost ------------------------------------------------------------------------------------
+
+
+def mflop_per_pixel(model: CSNLN, size: int) -> float:
+    """Forward MFLOP per LR pixel on a ``size`` x ``size`` input (convolutions and matmuls,
+    as torch's FLOP counter counts them: a multiply-add is 2 FLOP)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.rand(1, 3, size, size))
+    return counter.get_total_flops() / (size * size) / 1e6
+
+
+def seconds_per_image(model: CSNLN, folder: str, budget: Budget, repeats: int = 2) -> float:
+    """Mean seconds per image of ``folder`` at the evaluation's options (best of ``repeats``)."""
+    from .data.protocol import prepare_pair
+    from .evaluation import find_dataset
+    from .inference import Upscaler
+
+    upscaler = Upscaler(model.eval(), eval_options(budget))
+    images = [
+        prepare_pair(e.hr_path, SCALE, e.lr_path)[1].float().div(255).unsqueeze(0)
+        for e in find_dataset(folder, SCALE)
+    ]
+    best = math.inf
+    for _ in range(repeats):
+        began = time.perf_counter()
+        for lr in images:
+            upscaler(lr)
+        best = min(best, time.perf_counter() - began)
+    return best / len(images)
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A variant's seeds, summarised: mean and range (max - min) of each figure."""
+
+    variant: Variant
+    seeds: int
+    psnr: dict[str, float]
+    psnr_range: dict[str, float]
+    ssim: dict[str, float]
+
+
+def summarise(runs: Sequence[RunResult]) -> Summary | None:
+    if not runs:
+        return None
+    sets = list(runs[0].psnr)
+    return Summary(
+        variant=runs[0].variant,
+        seeds=len(runs),
+        psnr={s: statistics.fmean(r.psnr[s] for r in runs) for s in sets},
+        psnr_range={s: max(r.psnr[s] for r in runs) - min(r.psnr[s] for r in runs) for s in sets},
+        ssim={s: statistics.fmean(r.ssim[s] for r in runs) for s in sets},
+    )
+
+
+def verdict(delta: float, noise: float, seeds: int) -> str:
+    """How to read a difference of means against the seeds' spread."""
+    if seeds < 2:
+        return "one seed: no spread to compare with"
+    if abs(delta) <= noise:
+        return "within the seed spread"
+    return f"{'better' if delta > 0 else 'worse'}, beyond the spread"
+
+
+def _mean_curve(runs: Sequence[RunResult]) -> list[tuple[float, float]]:
+    by_step: dict[int, list[float]] = {}
+    for r in runs:
+        for step, value in r.curve:
+            by_step.setdefault(step, []).append(value)
+    return [(s, statistics.fmean(v)) for s, v in sorted(by_step.items()) if len(v) == len(runs)]
+
+
+def write_report(
+    study: str,
+    budget: Budget,
+    out: PathArg = "ablations",
+    *,
+    benchmarks: PathArg = DEFAULT_BENCHMARKS,
+    command: str = "",
+    timing: bool = True,
+) -> Path:
+    """``out/<budget>/<study>.md`` with its plots (``<study>_curves.png``, ``_cost.png``)
+    from the finished runs; variants not finished yet are listed as such. The parameters,
+    MFLOP per LR pixel and seconds per image are measured here, all variants in one process
+    (``timing=False``: seconds not measured)."""
+    from .plots import line_chart, scatter_chart
+
+    question, _, option = STUDIES[study]
+    found = load_results(out, budget, study)
+    folder = Path(out) / budget.name
+    summaries = {v: summarise(runs) for v, runs in found.items()}
+    reference = summaries.get(REFERENCE.resolved(budget))
+    sets = list(EVAL_SETS)
+    set5 = str(Path(benchmarks) / EVAL_SETS[0])
+    lines = [
+        f"# Ablation `{study}` at the `{budget.name}` budget",
+        "",
+        question,
+        "",
+        f"Every variant: x{SCALE}, {budget.describe()}; trained on the training set by "
+        f"`csnln train` (each run's config: `{budget.name}/runs/<variant>/seed<k>/config.yaml`);"
+        f" evaluated with its final weights on Set5 and B100 (PSNR/SSIM on Y, {SCALE} pixels "
+        f"cropped; LR tiles of {budget.eval_tile} overlapping by {budget.eval_overlap}, "
+        "float32).",
+        "",
+        f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `{command or 'csnln ablate'}`"
+        f" (torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} "
+        "threads).",
+        "",
+        "Columns: parameters; forward MFLOP per LR pixel on a "
+        f"{budget.eval_tile}x{budget.eval_tile} input; seconds per Set5 image at the "
+        "evaluation's options (measured here, one variant after the other); PSNR as the mean "
+        "over seeds ± half "
+        "their range, SSIM as the mean; Δ: the difference of means to the reference "
+        "(all three branches, projection, p = 3, the budget's depth), and whether it exceeds "
+        "the larger of the two seed ranges.",
+        "",
+        "| variant | params | MFLOP / px | s / img | seeds | "
+        + " | ".join(f"{s} PSNR | {s} SSIM" for s in sets)
+        + " | "
+        + " | ".join(f"Δ {s}" for s in sets)
+        + " | reading |",
+        "|---|---:|---:|---:|---:|" + "---:|---:|" * len(sets) + "---:|" * len(sets) + "---|",
+    ]
+    points: dict[str, tuple[float, float, float]] = {}
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for variant, summary in summaries.items():
+        model = CSNLN(
+            SCALE,
+            budget.n_feats,
+            variant.depth or budget.depth,
+            branches=variant.branches,
+            fusion=variant.fusion,
+            patch_size=variant.patch_size,
+        ).eval()
+        params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        mflop = mflop_per_pixel(model, budget.eval_tile)
+        name = _short(variant, option)
+        if summary is None:
+            lines.append(
+                f"| {name} | {params:,} | {mflop:.2f} | | 0 | "
+                + "not run yet | |" * len(sets)
+                + " |" * len(sets)
+                + " |"
+            )
+            continue
+        seconds = (
+            f"{seconds_per_image(model, set5, budget):.2f}"
+            if timing and Path(set5).is_dir()
+            else ""
+        )
+        cells = [
+            f"{summary.psnr[s]:.3f} ± {summary.psnr_range[s] / 2:.3f} | {summary.ssim[s]:.4f}"
+            for s in sets
+        ]
+        deltas, readings = [], []
+        for s in sets:
+            if reference is None or variant == REFERENCE.resolved(budget):
+                deltas.append("—")
+                continue
+            delta = summary.psnr[s] - reference.psnr[s]
+            noise = max(summary.psnr_range[s], reference.psnr_range[s])
+            deltas.append(f"{delta:+.3f}")
+            readings.append(f"{s}: {verdict(delta, noise, min(summary.seeds, reference.seeds))}")
+        reading = "reference" if variant == REFERENCE.resolved(budget) else "; ".join(readings)
+        lines.append(
+            f"| {name} | {params:,} | {mflop:.2f} | {seconds} | {summary.seeds} | "
+            + " | ".join(cells)
+            + " | "
+            + " | ".join(deltas)
+            + f" | {reading} |"
+        )
+        points[name] = (mflop, summary.psnr[sets[0]], summary.psnr_range[sets[0]])
+        curves[name] = _mean_curve(found[variant])
+    if study == "depth":
+        lines += _unroll_table(found, budget, sets)
+    plots = []
+    if any(curves.values()):
+        line_chart(
+            curves,
+            folder / f"{study}_curves.png",
+            title=f"{study}: Set5 x{SCALE} validation PSNR against steps (mean of seeds)",
+        )
+        scatter_chart(
+            points,
+            folder / f"{study}_cost.png",
+            title=f"{study}: final Set5 x{SCALE} PSNR (bar: seed range) against cost",
+            x_label=f"forward MFLOP per LR pixel ({budget.eval_tile}x{budget.eval_tile} input)",
+        )
+        plots = [
+            "",
+            f"![validation curves]({study}_curves.png)",
+            "",
+            f"![PSNR against cost]({study}_cost.png)",
+        ]
+    text = "\n".join(lines + plots) + "\n"
+    return atomic_write(folder / f"{study}.md", lambda tmp: tmp.write_text(text))
+
+
+def _short(variant: Variant, option: str) -> str:
+    if option == "branches":
+        return "+".join(variant.branches)
+    if option == "fusion":
+        return variant.fusion
+    if option == "patch_size":
+        return f"p = {variant.patch_size}"
+    return f"{variant.depth} step{'s' if variant.depth != 1 else ''}"
+
+
+def _unroll_table(
+    found: dict[Variant, list[RunResult]], budget: Budget, sets: Sequence[str]
+) -> list[str]:
+    """Trained depth x test-time depth, PSNR (mean over seeds) per dataset."""
+    lines = [
+        "",
+        "## The same weights, unrolled to other step counts at test time",
+        "",
+        "Each model trained with D steps (rows) run with D' steps (columns; the tail's "
+        "per-step weights resampled, `CSNLN.unrolled`). PSNR mean over seeds; the diagonal "
+        "(**bold**) is the model as trained.",
+    ]
+    for s in [s for s in sets if s in budget.unroll_sets]:
+        lines += [
+            "",
+            f"{s} x{SCALE}:",
+            "",
+            "| trained \\ run with | " + " | ".join(f"{d}" for d in budget.unroll) + " |",
+            "|---|" + "---:|" * len(budget.unroll),
+        ]
+        for variant, runs in found.items():
+            runs = [r for r in runs if r.unroll]
+            if not runs:
+                continue
+            cells = []
+            for d in budget.unroll:
+                values = [r.unroll[d][s] for r in runs if s in r.unroll.get(d, {})]
+                cell = f"{statistics.fmean(values):.3f}" if values else ""
+                cells.append(f"**{cell}**" if d == variant.depth and cell else cell)
+            lines.append(f"| {variant.depth} | " + " | ".join(cells) + " |")
+    return lines

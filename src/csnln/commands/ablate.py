@@ -1,0 +1,173 @@
+"""Re-run the paper's ablations: train every variant of a study, evaluate, report.
+
+  csnln ablate STUDY [--budget small|medium|paper] [--out DIR] [--resume] [--report]
+
+Studies (x2; every variant trained from scratch with the same data, steps, schedule and
+seeds, evaluated with its final weights on Set5 and B100):
+  branches  every non-empty subset of local, in-scale and cross-scale attention (7)
+  fusion    mutual-projected fusion vs concatenation (2)
+  patch     matching patch size p = 1, 3, 5 (3)
+  depth     SEM steps 1, 2, 4, 8 (12 at the larger budgets), and each trained model
+            unrolled to other step counts at test time
+  all       the four (the reference variant, in every study, trains once)
+
+Budgets: small (n_feats 16, LR patch 16, 3000 steps, 2 seeds: about 10 minutes of training
+per depth-4 run on one CPU thread; `csnln ablate all` is 26 runs), medium and paper (for a
+GPU). An estimate of the training time is printed before starting.
+
+Writes DIR/<budget>/<study>.md with its plots (<study>_curves.png: Set5 validation PSNR
+against steps; <study>_cost.png: final PSNR against MFLOP per pixel) and
+DIR/<budget>/runs/<variant>/seed<k>/ (config.yaml, which `csnln train` re-runs; log.csv;
+final.safetensors; result.json). Runs are resumable: stop with Ctrl-C, continue with
+--resume. Two processes on the same DIR share the work (a run being trained is locked).
+
+Examples:
+  csnln ablate fusion --steps 200             # a quick try of the whole path
+  csnln ablate all --resume --threads 1       # the full small budget, resumable
+  csnln ablate branches --report              # the report of the runs finished so far
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``csnln ablate``."""
+    from ..ablation import BUDGETS, DEFAULT_BENCHMARKS, DEFAULT_TRAIN_DIRS, STUDIES
+
+    parser.add_argument("study", choices=[*STUDIES, "all"], help="the study to run")
+    parser.add_argument(
+        "--budget",
+        choices=list(BUDGETS),
+        default="small",
+        help="size and length of every run (default: small, for a CPU)",
+    )
+    parser.add_argument(
+        "--out",
+        default="ablations",
+        metavar="DIR",
+        help="where runs and reports go (default: ablations)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue unfinished runs from their last checkpoint (finished runs are always "
+        "reused)",
+    )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="only write the report(s) from the runs finished so far; train nothing",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        metavar="N",
+        help="train N steps instead of the budget's (its runs go to DIR/<budget>-<N>steps)",
+    )
+    parser.add_argument(
+        "--train-data",
+        action="append",
+        metavar="GLOB",
+        help=f"HR training folders (repeatable; default: {DEFAULT_TRAIN_DIRS[0]})",
+    )
+    parser.add_argument(
+        "--benchmarks",
+        default=DEFAULT_BENCHMARKS,
+        metavar="DIR",
+        help=f"folder holding Set5/ and B100/ (default: {DEFAULT_BENCHMARKS})",
+    )
+    parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:N]")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        metavar="T",
+        help="CPU threads (default: PyTorch's); two processes of one thread each use two "
+        "cores better than one of two",
+    )
+    parser.add_argument(
+        "--no-timing",
+        action="store_true",
+        help="leave the seconds-per-image column empty (measure it on an idle machine)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``csnln ablate``; returns the exit status."""
+    from ..ablation import (
+        BUDGETS,
+        DEFAULT_TRAIN_DIRS,
+        STUDIES,
+        estimate_seconds,
+        run_dir,
+        run_study,
+        study_runs,
+        write_report,
+    )
+
+    budget = BUDGETS[args.budget]
+    if args.steps is not None:
+        if args.steps < 1:
+            print(f"csnln ablate: --steps must be >= 1, got {args.steps}", file=sys.stderr)
+            return 2
+        budget = dataclasses.replace(
+            budget,
+            name=f"{budget.name}-{args.steps}steps",
+            steps=args.steps,
+            val_every=max(1, min(budget.val_every, args.steps // 4)),
+        )
+    studies = list(STUDIES) if args.study == "all" else [args.study]
+    command = "csnln ablate " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 else [args.study])
+    if not args.report:
+        runs = study_runs(studies, budget)
+        pending = [
+            (v, s)
+            for v, s in runs
+            if not (run_dir(args.out, budget, v, s) / "result.json").is_file()
+        ]
+        if pending:
+            seconds = estimate_seconds(pending, budget, args.threads)
+            print(
+                f"{args.study} at budget {budget.name}: {len(runs)} runs, {len(pending)} to "
+                f"train; about {seconds / 3600:.1f} h of training here (timed steps), plus "
+                "evaluation",
+                file=sys.stderr,
+            )
+
+        def on_run(index: int, total: int, variant, seed: int, state: str) -> None:  # noqa: ANN001
+            print(f"[{index}/{total}] {variant.key} seed {seed}: {state}", file=sys.stderr)
+
+        try:
+            run_study(
+                studies,
+                budget,
+                args.out,
+                train_dirs=args.train_data or DEFAULT_TRAIN_DIRS,
+                benchmarks=args.benchmarks,
+                resume=args.resume,
+                device=args.device,
+                threads=args.threads,
+                on_run=on_run,
+            )
+        except KeyboardInterrupt:
+            print("stopped; continue with --resume", file=sys.stderr)
+            return 130
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"csnln ablate: {exc}", file=sys.stderr)
+            return 2
+    for study in studies:
+        path = write_report(
+            study,
+            budget,
+            args.out,
+            benchmarks=args.benchmarks,
+            command=command,
+            timing=not args.no_timing,
+        )
+        print(f"wrote {path}")
+    return 0

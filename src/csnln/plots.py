@@ -1,0 +1,179 @@
+"""Small charts as PNG files, drawn with Pillow (no plotting library needed).
+
+:func:`line_chart`: one line per series (validation PSNR against training steps);
+:func:`scatter_chart`: one labelled point per variant (final PSNR against cost).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from os import PathLike
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from .files import atomic_write
+
+__all__ = ["COLOURS", "line_chart", "scatter_chart"]
+
+#: Series colours, in order (matplotlib's first ten).
+COLOURS = [
+    (31, 119, 180),
+    (214, 39, 40),
+    (44, 160, 44),
+    (148, 103, 189),
+    (255, 127, 14),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+]
+_GREY = (120, 120, 120)
+
+
+class _Axes:
+    """A plot area with linear x and y ranges, its frame, ticks and axis labels."""
+
+    def __init__(
+        self,
+        draw: ImageDraw.ImageDraw,
+        size: tuple[int, int],
+        x_range: tuple[float, float],
+        y_range: tuple[float, float],
+        *,
+        margins: tuple[int, int, int, int] = (70, 240, 40, 50),
+    ) -> None:
+        self.draw, self.size = draw, size
+        self.left, self.right, self.top, self.bottom = margins
+        self.x0, self.x1 = x_range if x_range[1] > x_range[0] else (x_range[0], x_range[0] + 1)
+        self.y0, self.y1 = y_range if y_range[1] > y_range[0] else (y_range[0], y_range[0] + 1)
+        self.font = ImageFont.load_default()
+
+    def xy(self, x: float, y: float) -> tuple[float, float]:
+        width, height = self.size
+        px = self.left + (width - self.left - self.right) * (x - self.x0) / (self.x1 - self.x0)
+        py = self.top + (height - self.top - self.bottom) * (self.y1 - y) / (self.y1 - self.y0)
+        return px, py
+
+    def frame(self, title: str, x_label: str, y_label: str, x_format: str) -> None:
+        width, height = self.size
+        d = self.draw
+        d.rectangle([self.left, self.top, width - self.right, height - self.bottom], outline=_GREY)
+        for k in range(6):
+            y_value = self.y0 + (self.y1 - self.y0) * k / 5
+            _, py = self.xy(self.x0, y_value)
+            d.line([self.left - 4, py, self.left, py], fill=_GREY)
+            d.text((8, py - 6), f"{y_value:.2f}", fill="black", font=self.font)
+            x_value = self.x0 + (self.x1 - self.x0) * k / 5
+            px, _ = self.xy(x_value, self.y0)
+            d.line([px, height - self.bottom, px, height - self.bottom + 4], fill=_GREY)
+            d.text(
+                (px - 15, height - self.bottom + 8),
+                format(x_value, x_format),
+                fill="black",
+                font=self.font,
+            )
+        d.text((self.left, 12), title, fill="black", font=self.font)
+        d.text((8, self.top - 16), y_label, fill="black", font=self.font)
+        d.text((width // 2 - 60, height - 18), x_label, fill="black", font=self.font)
+
+
+def _range(values: Sequence[float], pad: float) -> tuple[float, float]:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        raise ValueError("nothing to plot: no finite values")
+    return min(finite) - pad, max(finite) + pad
+
+
+def _save(image: Image.Image, out: str | PathLike[str]) -> Path:
+    return atomic_write(out, lambda tmp: image.save(tmp, format="PNG"))
+
+
+def line_chart(
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    out: str | PathLike[str],
+    *,
+    title: str,
+    x_label: str = "training step",
+    y_label: str = "PSNR (dB)",
+    refs: Mapping[str, float] | None = None,
+    size: tuple[int, int] = (900, 520),
+) -> Path:
+    """One line per series of (x, y) points, the legend on the right with each series' last
+    value; ``refs`` are horizontal reference lines. Written atomically; returns ``out``."""
+    refs = dict(refs or {})
+    points = [p for s in series.values() for p in s]
+    if not points:
+        raise ValueError("nothing to plot: every series is empty")
+    x_range = (0.0, max(x for x, _ in points))
+    y_range = _range([y for _, y in points] + list(refs.values()), 0.1)
+    image = Image.new("RGB", size, "white")
+    axes = _Axes(ImageDraw.Draw(image), size, x_range, y_range)
+    axes.frame(title, x_label, y_label, ",.0f")
+    width = size[0]
+    d = axes.draw
+    for name, value in refs.items():
+        _, py = axes.xy(x_range[0], value)
+        d.line([axes.left, py, width - axes.right, py], fill=(150, 150, 150), width=1)
+        d.text((width - axes.right + 8, py - 6), f"{name} {value:.2f}", fill=(90, 90, 90))
+    legend_y = axes.top + 160
+    for i, (name, curve) in enumerate(series.items()):
+        colour = COLOURS[i % len(COLOURS)]
+        line = [axes.xy(x, y) for x, y in curve if math.isfinite(y)]
+        if len(line) > 1:
+            d.line(line, fill=colour, width=2)
+        for px, py in line:
+            d.ellipse([px - 2, py - 2, px + 2, py + 2], fill=colour)
+        last = f": {curve[-1][1]:.2f}" if curve else ""
+        d.text((width - axes.right + 8, legend_y), f"{name}{last}", fill=colour, font=axes.font)
+        legend_y += 16
+    return _save(image, out)
+
+
+def scatter_chart(
+    points: Mapping[str, tuple[float, float, float]],
+    out: str | PathLike[str],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str = "PSNR (dB)",
+    size: tuple[int, int] = (900, 520),
+) -> Path:
+    """One labelled point per entry ``name: (x, y, spread)``; ``spread`` (the seeds' range,
+    0 for one seed) is drawn as a vertical bar through the point. Written atomically."""
+    if not points:
+        raise ValueError("nothing to plot: no points")
+    xs = [x for x, _, _ in points.values()]
+    pad_x = 0.08 * (max(xs) - min(xs) or max(abs(xs[0]), 1.0))
+    lows = [y - s / 2 for _, y, s in points.values()]
+    highs = [y + s / 2 for _, y, s in points.values()]
+    image = Image.new("RGB", size, "white")
+    axes = _Axes(
+        ImageDraw.Draw(image),
+        size,
+        (min(xs) - pad_x, max(xs) + pad_x),
+        _range(lows + highs, 0.05),
+    )
+    axes.frame(title, x_label, y_label, ".3g")
+    d = axes.draw
+    width = size[0]
+    legend_y = axes.top + 160
+    for i, (name, (x, y, spread)) in enumerate(points.items()):
+        colour = COLOURS[i % len(COLOURS)]
+        px, py = axes.xy(x, y)
+        if spread > 0:
+            _, top = axes.xy(x, y + spread / 2)
+            _, bottom = axes.xy(x, y - spread / 2)
+            d.line([px, top, px, bottom], fill=colour, width=1)
+        d.ellipse([px - 4, py - 4, px + 4, py + 4], fill=colour)
+        d.text((px + 6, py - 12), str(i + 1), fill=colour, font=axes.font)
+        d.text(
+            (width - axes.right + 8, legend_y),
+            f"{i + 1} {name}: {y:.2f}",
+            fill=colour,
+            font=axes.font,
+        )
+        legend_y += 16
+    return _save(image, out)
