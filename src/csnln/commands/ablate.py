@@ -140,7 +140,12 @@ def run(args: argparse.Namespace) -> int:
             )
 
         def on_run(index: int, total: int, variant, seed: int, state: str) -> None:  # noqa: ANN001
-            print(f"[{index}/{total}] {variant.key} seed {seed}: {state}", file=sys.stderr)
+            said = {
+                "done": "finished earlier: reused",
+                "training": "training and evaluating",
+                "busy": "another process has it: skipped",
+            }[state]
+            print(f"[{index}/{total}] {variant.key} seed {seed}: {said}", file=sys.stderr)
 
         try:
             run_study(

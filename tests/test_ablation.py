@@ -1,0 +1,268 @@
+"""Ablations: the studies' variants, test-time unrolling, runs that resume and share, reports."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from csnln import CSNLN
+from csnln.ablation import (
+    BUDGETS,
+    REFERENCE,
+    Budget,
+    Variant,
+    load_results,
+    mflop_per_pixel,
+    run_dir,
+    run_one,
+    run_study,
+    study_runs,
+    study_variants,
+    verdict,
+    write_report,
+)
+from csnln.cli import main
+from csnln.training import ConfigError, apply_overrides, build_model, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = Budget(
+    "tiny",
+    n_feats=4,
+    depth=2,
+    patch=8,
+    batch=2,
+    steps=3,
+    lr=1e-3,
+    seeds=(0, 1),
+    depths=(1, 2),
+    unroll=(1, 2, 3),
+    val_every=1,
+    precision="fp32",
+    eval_tile=16,
+    eval_overlap=4,
+    unroll_sets=("Set5",),
+)
+
+
+def _images(folder: Path, count: int, size: int, seed: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        small = rng.integers(0, 256, (size // 4, size // 4, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((size, size), Image.BICUBIC).save(folder / f"im{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    root = tmp_path_factory.mktemp("ablation_data")
+    _images(root / "train" / "a", 3, 32, 0)
+    _images(root / "bench" / "Set5", 1, 24, 1)
+    _images(root / "bench" / "B100", 2, 24, 2)
+    return str(root / "train" / "*"), root / "bench"
+
+
+def test_studies_have_the_issue_variants() -> None:
+    small = BUDGETS["small"]
+    branches = study_variants("branches", small)
+    assert len(branches) == 7 and len(set(branches)) == 7
+    assert {frozenset(v.branches) for v in branches} == {
+        frozenset(s)
+        for s in [
+            ("local",),
+            ("in_scale",),
+            ("cross_scale",),
+            ("local", "in_scale"),
+            ("local", "cross_scale"),
+            ("in_scale", "cross_scale"),
+            ("local", "in_scale", "cross_scale"),
+        ]
+    }
+    assert [v.fusion for v in study_variants("fusion", small)] == ["projection", "concat"]
+    assert [v.patch_size for v in study_variants("patch", small)] == [1, 3, 5]
+    assert [v.depth for v in study_variants("depth", small)] == [1, 2, 4, 8]
+    assert 12 in [v.depth for v in study_variants("depth", BUDGETS["medium"])]
+    # Every study holds the reference; "all" trains it once per seed.
+    for study in ("branches", "fusion", "patch", "depth"):
+        assert REFERENCE.resolved(small) in study_variants(study, small)
+    runs = study_runs(["branches", "fusion", "patch", "depth"], small)
+    assert len(runs) == len(set(runs)) == 13 * len(small.seeds)
+    # The first seed of every variant comes before any second seed.
+    assert [seed for _, seed in runs] == [0] * 13 + [1] * 13
+    with pytest.raises(ValueError, match="unknown study"):
+        study_variants("width", small)
+
+
+def test_unrolled_same_depth_is_identical_and_others_run() -> None:
+    torch.manual_seed(0)
+    model = CSNLN(2, 8, 3).eval()
+    x = torch.rand(1, 3, 12, 12)
+    with torch.no_grad():
+        assert torch.equal(model.unrolled(3)(x), model(x))
+        for depth in (1, 2, 5):
+            deeper = model.unrolled(depth)
+            assert deeper.depth == depth and deeper.tail.weight.shape[1] == 8 * depth
+            assert deeper(x).shape == (1, 3, 24, 24)
+            # Shared weights: everything but the tail has the same values.
+            theirs = deeper.state_dict()
+            for name, tensor in model.state_dict().items():
+                if name != "tail.weight":
+                    assert torch.equal(theirs[name], tensor), name
+    slices = model.tail.weight.detach().split(8, dim=1)
+    one = model.unrolled(1).tail.weight.detach()
+    torch.testing.assert_close(one, sum(slices))  # mean of the slices, times 3 steps
+    five = model.unrolled(5).tail.weight.detach().split(8, dim=1)
+    torch.testing.assert_close(five[0], slices[0] * 3 / 5)  # ends kept, rescaled
+    torch.testing.assert_close(five[-1], slices[-1] * 3 / 5)
+    torch.testing.assert_close(five[2], slices[1] * 3 / 5)  # the middle
+    with pytest.raises(ValueError, match="depth"):
+        model.unrolled(0)
+
+
+def test_config_keys_build_the_variant(tmp_path: Path) -> None:
+    config = load_config(
+        ROOT / "configs" / "tiny_test.yaml",
+        ["model.branches=[local, cross_scale]", "model.fusion=concat", "model.patch_size=5"],
+    )
+    model = build_model(config)
+    assert model.config.branches == ("local", "cross_scale")
+    assert (model.config.fusion, model.config.patch_size) == ("concat", 5)
+    with pytest.raises(ConfigError, match="model.branches"):
+        apply_overrides(config, ["model.branches=[nonlocal]"])
+    with pytest.raises(ConfigError, match="model.branches"):
+        apply_overrides(config, ["model.branches=[]"])
+    with pytest.raises(ConfigError, match="model.patch_size"):
+        apply_overrides(config, ["model.patch_size=4"])
+
+
+def test_verdict_compares_with_the_spread() -> None:
+    assert verdict(0.05, 0.1, 2) == "within the seed spread"
+    assert verdict(0.2, 0.1, 2) == "better, beyond the spread"
+    assert verdict(-0.2, 0.1, 2) == "worse, beyond the spread"
+    assert "one seed" in verdict(0.2, 0.0, 1)
+
+
+def test_cost_counts_the_attentions() -> None:
+    local = CSNLN(2, 8, 2, branches=("local",)).eval()
+    full = CSNLN(2, 8, 2).eval()
+    assert 0 < mflop_per_pixel(local, 16) < mflop_per_pixel(full, 16)
+    # Quadratic attention: a larger piece costs more per pixel; the local branch does not.
+    assert mflop_per_pixel(full, 32) > mflop_per_pixel(full, 16)
+    assert mflop_per_pixel(local, 32) == pytest.approx(mflop_per_pixel(local, 16), rel=0.01)
+
+
+def test_study_runs_resumes_shares_and_reports(tmp_path: Path, data: tuple[str, Path]) -> None:
+    train, bench = data
+    out = tmp_path / "abl"
+    seen: list[tuple[str, int, str]] = []
+    results = run_study(
+        ["fusion", "depth"],
+        TINY,
+        out,
+        train_dirs=[train],
+        benchmarks=bench,
+        on_run=lambda i, n, v, s, state: seen.append((v.key, s, state)),
+    )
+    # fusion (2) + depth (2, one of which is the reference) = 3 variants x 2 seeds.
+    assert len(results) == 6 and len(seen) == 6
+    reference = REFERENCE.resolved(TINY)
+    for result in results:
+        folder = run_dir(out, TINY, result.variant, result.seed)
+        assert (folder / "final.safetensors").is_file() and (folder / "config.yaml").is_file()
+        assert not (folder / "checkpoints").exists()
+        assert set(result.psnr) == {"Set5", "B100"}
+        assert [s for s, _ in result.curve] == [1, 2, 3]
+        if result.variant.fusion == "projection":  # in the depth study: unrolled
+            assert sorted(result.unroll) == [1, 2, 3]
+            diagonal = result.unroll[result.variant.depth]["Set5"]
+            assert diagonal == pytest.approx(result.psnr["Set5"], abs=1e-9)
+        else:
+            assert result.unroll == {}
+    # The seeds differ (different weights), the same seed is reproducible.
+    ref_runs = load_results(out, TINY, "fusion")[reference]
+    assert ref_runs[0].psnr != ref_runs[1].psnr
+    # A second call trains nothing: every run is reused.
+    weights = run_dir(out, TINY, reference, 0) / "final.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    again = run_study("fusion", TINY, out, train_dirs=[train], benchmarks=bench)
+    assert weights.stat().st_mtime_ns == stamp
+    fusion_runs = load_results(out, TINY, "fusion")
+    assert [r.psnr for r in again] == [fusion_runs[v][s].psnr for s in (0, 1) for v in fusion_runs]
+    # The reports: one row per variant, the reference marked, numbers from result.json.
+    report = write_report("fusion", TINY, out, benchmarks=bench, timing=False).read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 3  # header + projection + concat
+    assert "reference" in rows[1] and "concat" in rows[2]
+    mean = (ref_runs[0].psnr["Set5"] + ref_runs[1].psnr["Set5"]) / 2
+    assert f"{mean:.3f}" in rows[1]
+    assert (out / "tiny" / "fusion_curves.png").is_file()
+    assert (out / "tiny" / "fusion_cost.png").is_file()
+    depth = write_report("depth", TINY, out, benchmarks=bench, timing=False).read_text()
+    assert "unrolled to other step counts" in depth and "**" in depth
+
+
+def test_report_lists_runs_not_finished(tmp_path: Path) -> None:
+    report = write_report("patch", TINY, tmp_path, timing=False).read_text()
+    assert report.count("not run yet") == 3 * 2
+
+
+def test_a_run_held_by_a_live_process_is_left_to_it(tmp_path: Path, data: tuple[str, Path]) -> None:
+    train, bench = data
+    folder = run_dir(tmp_path, TINY, REFERENCE.resolved(TINY), 0)
+    folder.mkdir(parents=True)
+    (folder / ".lock").write_text(str(os.getppid()))  # alive
+    result = run_one(
+        REFERENCE.resolved(TINY),
+        0,
+        TINY,
+        tmp_path,
+        train_dirs=[train],
+        eval_sets=[str(bench / "Set5"), str(bench / "B100")],
+        resume=False,
+    )
+    assert result is None and not (folder / "final.safetensors").exists()
+    # A dead process's lock is taken over.
+    (folder / ".lock").write_text("999999999")
+    result = run_one(
+        REFERENCE.resolved(TINY),
+        0,
+        TINY,
+        tmp_path,
+        train_dirs=[train],
+        eval_sets=[str(bench / "Set5"), str(bench / "B100")],
+        resume=False,
+    )
+    assert result is not None and not (folder / ".lock").exists()
+    assert json.loads((folder / "result.json").read_text())["seed"] == 0
+
+
+def test_cli_quick_try_and_errors(
+    tmp_path: Path, data: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    train, bench = data
+    out = tmp_path / "cli"
+    common = ["--out", str(out), "--benchmarks", str(bench), "--train-data", train]
+    assert main(["ablate", "fusion", "--steps", "1", "--no-timing", *common]) == 0
+    captured = capsys.readouterr()
+    assert "4 runs, 4 to train; about" in captured.err
+    assert (out / "small-1steps" / "fusion.md").is_file()
+    assert main(["ablate", "fusion", "--steps", "0", *common]) == 2
+    assert main(["ablate", "fusion", "--steps", "1", "--out", str(out), "--benchmarks",
+                 str(tmp_path / "nowhere"), "--train-data", train]) == 2  # fmt: skip
+    assert "benchmark folder" in capsys.readouterr().err
+
+
+def test_budgets_are_consistent() -> None:
+    for budget in BUDGETS.values():
+        assert budget.depth in budget.depths and set(budget.depths) <= set(budget.unroll)
+        assert len(budget.seeds) >= 2
+        assert dataclasses.replace(budget).describe() == budget.describe()
+    assert Variant().resolved(BUDGETS["small"]).key == "LIC-projection-p3-d4"
