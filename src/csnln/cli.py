@@ -18,6 +18,7 @@ COMMANDS = {
     "demo": ("demo", "the bundled model on a sample image, against bicubic"),
     "attention": ("attention", "picture where the attentions look for one pixel"),
     "ablate": ("ablate", "re-run the paper's ablations: branches, fusion, patch, depth"),
+    "serve": ("serve", "a local web app: upscale, compare, see the attention"),
 }
 
 
