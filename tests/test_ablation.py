@@ -219,27 +219,18 @@ def test_a_run_held_by_a_live_process_is_left_to_it(tmp_path: Path, data: tuple[
     folder = run_dir(tmp_path, TINY, REFERENCE.resolved(TINY), 0)
     folder.mkdir(parents=True)
     (folder / ".lock").write_text(str(os.getppid()))  # alive
-    result = run_one(
-        REFERENCE.resolved(TINY),
-        0,
-        TINY,
-        tmp_path,
-        train_dirs=[train],
-        eval_sets=[str(bench / "Set5"), str(bench / "B100")],
-        resume=False,
-    )
-    assert result is None and not (folder / "final.safetensors").exists()
+    sets = [str(bench / "Set5"), str(bench / "B100")]
+
+    def attempt():  # noqa: ANN202
+        reference = REFERENCE.resolved(TINY)
+        return run_one(
+            reference, 0, TINY, tmp_path, train_dirs=[train], eval_sets=sets, resume=False
+        )
+
+    assert attempt() is None and not (folder / "final.safetensors").exists()
     # A dead process's lock is taken over.
     (folder / ".lock").write_text("999999999")
-    result = run_one(
-        REFERENCE.resolved(TINY),
-        0,
-        TINY,
-        tmp_path,
-        train_dirs=[train],
-        eval_sets=[str(bench / "Set5"), str(bench / "B100")],
-        resume=False,
-    )
+    result = attempt()
     assert result is not None and not (folder / ".lock").exists()
     assert json.loads((folder / "result.json").read_text())["seed"] == 0
 

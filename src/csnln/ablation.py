@@ -135,6 +135,17 @@ class Variant:
     def resolved(self, budget: Budget) -> Variant:
         return dataclasses.replace(self, depth=self.depth or budget.depth)
 
+    def network(self, budget: Budget) -> CSNLN:
+        """A freshly initialised network of this variant at ``budget``'s width."""
+        return CSNLN(
+            SCALE,
+            budget.n_feats,
+            self.depth or budget.depth,
+            branches=self.branches,
+            fusion=self.fusion,
+            patch_size=self.patch_size,
+        )
+
     @property
     def key(self) -> str:
         """A folder name: ``LIC-projection-p3-d4``."""
@@ -465,14 +476,7 @@ def estimate_seconds(runs: Sequence[tuple[Variant, int]], budget: Budget, thread
         for variant, _ in runs:
             if variant in per_variant:
                 continue
-            model = CSNLN(
-                SCALE,
-                budget.n_feats,
-                variant.depth or budget.depth,
-                branches=variant.branches,
-                fusion=variant.fusion,
-                patch_size=variant.patch_size,
-            )
+            model = variant.network(budget)
             lr = torch.rand(budget.batch, 3, budget.patch, budget.patch)
             hr = torch.rand(budget.batch, 3, SCALE * budget.patch, SCALE * budget.patch)
             times = []
@@ -681,14 +685,7 @@ def write_report(
     points: dict[str, tuple[float, float, float]] = {}
     curves: dict[str, list[tuple[float, float]]] = {}
     for variant, summary in summaries.items():
-        model = CSNLN(
-            SCALE,
-            budget.n_feats,
-            variant.depth or budget.depth,
-            branches=variant.branches,
-            fusion=variant.fusion,
-            patch_size=variant.patch_size,
-        ).eval()
+        model = variant.network(budget).eval()
         params = sum(p.numel() for p in model.parameters() if p.requires_grad)
         mflop = mflop_per_pixel(model, budget.eval_tile)
         name = _short(variant, option)
