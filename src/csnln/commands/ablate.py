@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         BUDGETS,
         DEFAULT_TRAIN_DIRS,
         STUDIES,
+        Variant,
         estimate_seconds,
         run_dir,
         run_study,
@@ -139,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
 
-        def on_run(index: int, total: int, variant, seed: int, state: str) -> None:  # noqa: ANN001
+        def on_run(index: int, total: int, variant: Variant, seed: int, state: str) -> None:
             said = {
                 "done": "finished earlier: reused",
                 "training": "training and evaluating",
