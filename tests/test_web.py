@@ -352,15 +352,18 @@ def browser() -> Iterator[object]:
     driver.quit()
 
 
+LIVE_APPS: list = []
+
+
 @pytest.fixture(scope="module")
 def live_server() -> Iterator[str]:
     import uvicorn
 
     settings = ServeSettings(max_upload_bytes=60_000, max_pixels=30_000)
     port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
+    app = create_app(settings)
+    LIVE_APPS.append(app)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -453,3 +456,45 @@ def test_browser_refuses_oversized_uploads(
     driver.find_element(By.ID, "go").click()
     _until(driver, lambda d: "takes at most" in error.text, 20)
     assert "400x100" in error.text
+
+
+def _start_slow_job(driver, tmp_path: Path) -> None:  # noqa: ANN001
+    """Upload an image at x4 (many tiles: seconds of work) and wait until it runs."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    slow = tmp_path / "slow.png"
+    slow.write_bytes(_png(150, 150))
+    driver.find_element(By.ID, "file").send_keys(str(slow))
+    Select(driver.find_element(By.ID, "scale")).select_by_value("4")
+    Select(driver.find_element(By.ID, "precision")).select_by_visible_text("fp32")
+    driver.find_element(By.ID, "go").click()
+    _until(driver, lambda d: "running" in d.find_element(By.ID, "status").text, 30)
+
+
+def test_browser_cancel_and_closed_page_stop_the_job(
+    browser,
+    live_server: str,
+    tmp_path: Path,  # noqa: ANN001
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    queue = LIVE_APPS[-1].state.queue
+    driver.get(live_server)
+    _until(driver, lambda d: d.find_element(By.ID, "model").get_attribute("value") == "small")
+    _start_slow_job(driver, tmp_path)
+    driver.find_element(By.ID, "cancel").click()
+    _until(driver, lambda d: "cancelled" in d.find_element(By.ID, "error").text, 30)
+    cancelled = [j for j in queue.jobs.values() if j.state == "cancelled"]
+    assert cancelled and cancelled[-1].done < cancelled[-1].total
+    # Leaving the page (a closed tab sends the same beacon) cancels the running job.
+    driver.get(live_server)
+    _until(driver, lambda d: d.find_element(By.ID, "model").get_attribute("value") == "small")
+    _start_slow_job(driver, tmp_path)
+    (running,) = [j for j in queue.jobs.values() if j.state == "running"]
+    driver.get("about:blank")
+    deadline = time.monotonic() + 15
+    while running.active and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert running.state == "cancelled" and running.done < running.total
