@@ -257,3 +257,38 @@ def test_budgets_are_consistent() -> None:
         assert len(budget.seeds) >= 2
         assert dataclasses.replace(budget).describe() == budget.describe()
     assert Variant().resolved(BUDGETS["small"]).key == "LIC-projection-p3-d4"
+
+
+def test_window_unroll_keeps_the_trained_tail_on_the_last_steps() -> None:
+    torch.manual_seed(0)
+    model = CSNLN(2, 8, 2).eval()
+    x = torch.rand(1, 3, 12, 12)
+    with torch.no_grad():
+        assert torch.equal(model.unrolled(2, tail="window")(x), model(x))
+        deeper = model.unrolled(5, tail="window")
+        slices = deeper.tail.weight.split(8, dim=1)
+        assert all(torch.count_nonzero(s) == 0 for s in slices[:3])
+        assert torch.equal(torch.cat(slices[3:], 1), model.tail.weight)
+        assert deeper(x).shape == (1, 3, 24, 24)
+    with pytest.raises(ValueError, match="window"):
+        model.unrolled(1, tail="window")
+
+
+def test_evaluate_only_finishes_missing_unrolls_and_trains_nothing(
+    tmp_path: Path, data: tuple[str, Path]
+) -> None:
+    train, bench = data
+    out = tmp_path / "eo"
+    run_study("fusion", TINY, out, train_dirs=[train], benchmarks=bench)  # reference: no unroll
+    reference = REFERENCE.resolved(TINY)
+    before = load_results(out, TINY, "fusion")[reference][0]
+    assert before.unroll == {} and before.unroll_window == {}
+    results = run_study(["depth"], TINY, out, train_dirs=[train], benchmarks=bench, train=False)
+    # Only the finished reference runs came back, now with both unroll grids.
+    assert {r.variant for r in results} == {reference}
+    for r in results:
+        assert sorted(r.unroll) == [1, 2, 3] and sorted(r.unroll_window) == [2, 3]
+        assert r.unroll_window[2]["Set5"] == pytest.approx(r.psnr["Set5"], abs=1e-9)
+    assert not run_dir(out, TINY, Variant(depth=1), 0).exists()  # nothing trained
+    report = write_report("depth", TINY, out, benchmarks=bench, timing=False).read_text()
+    assert "tail *resample*" in report and "tail *window*" in report

@@ -225,11 +225,15 @@ class RunResult:
     unroll: dict[int, dict[str, float]]  # test-time depth -> dataset -> PSNR
     curve: list[tuple[int, float]]  # (step, Set5 validation PSNR)
     train_seconds: float
+    # test-time depth (>= the trained one) -> dataset -> PSNR, the trained tail on the last
+    # steps (CSNLN.unrolled(tail="window"))
+    unroll_window: dict[int, dict[str, float]] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["variant"] = dataclasses.asdict(self.variant)
         data["unroll"] = {str(k): v for k, v in self.unroll.items()}
+        data["unroll_window"] = {str(k): v for k, v in self.unroll_window.items()}
         return data
 
     @classmethod
@@ -243,6 +247,7 @@ class RunResult:
             unroll={int(k): v for k, v in data["unroll"].items()},
             curve=[(int(s), float(p)) for s, p in data["curve"]],
             train_seconds=float(data["train_seconds"]),
+            unroll_window={int(k): v for k, v in data.get("unroll_window", {}).items()},
         )
 
 
@@ -357,8 +362,10 @@ def run_one(
     device: str = "auto",
     threads: int = 0,
     unroll: bool = False,
+    train: bool = True,
 ) -> RunResult | None:
-    """Train and evaluate one run; its result (None: another process is training it)."""
+    """Train and evaluate one run; its result (None: another process is training it, or
+    ``train`` is False and it was never finished)."""
     from .training import run_training, validation_curve
     from .zoo import load_model
 
@@ -367,17 +374,24 @@ def run_one(
     done = (
         RunResult.from_json(json.loads(result_file.read_text())) if result_file.is_file() else None
     )
-    if done is not None and (done.unroll or not unroll):
+    if done is not None and (not unroll or (done.unroll and done.unroll_window)):
         return done
+    if done is None and not train:
+        return None
     with _claim(folder) as mine:
         if not mine:
             return None
         if threads:
             torch.set_num_threads(threads)
-        if done is not None:  # trained and evaluated: only the unrolled models are missing
+        if done is not None:  # trained and evaluated: only unrolled models are missing
             model = load_model(folder / "final.safetensors")
             assert isinstance(model, CSNLN)
-            result = dataclasses.replace(done, unroll=_unrolled_scores(model, eval_sets, budget))
+            result = dataclasses.replace(
+                done,
+                unroll=done.unroll or _unrolled_scores(model, eval_sets, budget, "resample"),
+                unroll_window=done.unroll_window
+                or _unrolled_scores(model, eval_sets, budget, "window"),
+            )
         else:
             config = train_config(
                 variant,
@@ -404,9 +418,12 @@ def run_one(
                 seed=seed,
                 psnr={name: p for name, (p, _) in scores.items()},
                 ssim={name: s for name, (_, s) in scores.items()},
-                unroll=_unrolled_scores(model, eval_sets, budget) if unroll else {},
+                unroll=_unrolled_scores(model, eval_sets, budget, "resample") if unroll else {},
                 curve=validation_curve(folder),
                 train_seconds=seconds,
+                unroll_window=_unrolled_scores(model, eval_sets, budget, "window")
+                if unroll
+                else {},
             )
         text = json.dumps(result.to_json(), indent=1)
         atomic_write(result_file, lambda tmp: tmp.write_text(text))
@@ -417,13 +434,16 @@ def run_one(
 
 
 def _unrolled_scores(
-    model: CSNLN, eval_sets: Sequence[str], budget: Budget
+    model: CSNLN, eval_sets: Sequence[str], budget: Budget, tail: str
 ) -> dict[int, dict[str, float]]:
-    """PSNR of ``model`` run with each of the budget's test-time step counts."""
+    """PSNR of ``model`` run with each of the budget's test-time step counts (with
+    ``tail="window"``, those at least its own)."""
     sets = [s for s in eval_sets if Path(s).name in budget.unroll_sets]
     scores: dict[int, dict[str, float]] = {}
     for depth in budget.unroll:
-        unrolled = model if depth == model.depth else model.unrolled(depth)
+        if tail == "window" and depth < model.depth:
+            continue
+        unrolled = model if depth == model.depth else model.unrolled(depth, tail=tail)
         scores[depth] = {
             name: p for name, (p, _) in _evaluate(unrolled.eval(), sets, budget).items()
         }
@@ -503,8 +523,11 @@ def run_study(
     device: str = "auto",
     threads: int = 0,
     on_run: Callable[[int, int, Variant, int, str], None] | None = None,
+    train: bool = True,
 ) -> list[RunResult]:
-    """Train and evaluate every run of ``studies`` not finished yet (see the module doc).
+    """Train and evaluate every run of ``studies`` not finished yet (see the module doc);
+    with ``train=False``, only finish the evaluations of finished runs (the unrolled models
+    of the depth study) and skip the rest.
 
     ``on_run(index, total, variant, seed, state)`` is told of each run ("done", "training",
     "busy": another process has it). Returns the results of the runs finished so far.
@@ -518,7 +541,7 @@ def run_study(
     for index, (variant, seed) in enumerate(runs, 1):
         done = (run_dir(out, budget, variant, seed) / "result.json").is_file()
         unroll = variant in depth_variants
-        if on_run is not None:
+        if on_run is not None and (done or train):
             on_run(index, len(runs), variant, seed, "done" if done else "training")
         result = run_one(
             variant,
@@ -531,7 +554,10 @@ def run_study(
             device=device,
             threads=threads,
             unroll=unroll,
+            train=train,
         )
+        if result is None and not train:
+            continue
         if result is None:
             if on_run is not None:
                 on_run(index, len(runs), variant, seed, "busy")
@@ -763,30 +789,47 @@ def _short(variant: Variant, option: str) -> str:
 def _unroll_table(
     found: dict[Variant, list[RunResult]], budget: Budget, sets: Sequence[str]
 ) -> list[str]:
-    """Trained depth x test-time depth, PSNR (mean over seeds) per dataset."""
+    """Trained depth x test-time depth, PSNR (mean over seeds) per dataset, for both
+    tails of :meth:`CSNLN.unrolled`."""
     lines = [
         "",
         "## The same weights, unrolled to other step counts at test time",
         "",
-        "Each model trained with D steps (rows) run with D' steps (columns; the tail's "
-        "per-step weights resampled, `CSNLN.unrolled`). PSNR mean over seeds; the diagonal "
-        "(**bold**) is the model as trained.",
+        "Each model trained with D steps (rows) run with D' steps (columns). PSNR mean over "
+        "seeds; the diagonal (**bold**) is the model as trained. Two ways to give the tail "
+        "(a conv over every step's features) D' steps (`CSNLN.unrolled`): *resample* its "
+        "per-step weights along the steps, or *window*: run D' >= D steps and let the "
+        "trained tail read the last D (the extra steps refine what it sees).",
     ]
+    lines += _unroll_grid(found, budget, sets, "resample", lambda r: r.unroll)
+    lines += _unroll_grid(found, budget, sets, "window", lambda r: r.unroll_window)
+    return lines
+
+
+def _unroll_grid(
+    found: dict[Variant, list[RunResult]],
+    budget: Budget,
+    sets: Sequence[str],
+    tail: str,
+    pick: Callable[[RunResult], dict[int, dict[str, float]]],
+) -> list[str]:
+    lines: list[str] = []
     for s in [s for s in sets if s in budget.unroll_sets]:
         lines += [
             "",
-            f"{s} x{SCALE}:",
+            f"{s} x{SCALE}, tail *{tail}*:",
             "",
             "| trained \\ run with | " + " | ".join(f"{d}" for d in budget.unroll) + " |",
             "|---|" + "---:|" * len(budget.unroll),
         ]
         for variant, runs in found.items():
-            runs = [r for r in runs if r.unroll]
+            runs = [r for r in runs if pick(r)]
             if not runs:
                 continue
             cells = []
             for d in budget.unroll:
-                values = [r.unroll[d][s] for r in runs if s in r.unroll.get(d, {})]
+                grids = [pick(r) for r in runs]
+                values = [g[d][s] for g in grids if s in g.get(d, {})]
                 cell = f"{statistics.fmean(values):.3f}" if values else ""
                 cells.append(f"**{cell}**" if d == variant.depth and cell else cell)
             lines.append(f"| {variant.depth} | " + " | ".join(cells) + " |")

@@ -64,6 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only write the report(s) from the runs finished so far; train nothing",
     )
     parser.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="train nothing: finish the evaluations that finished runs lack (e.g. the depth "
+        "study's unrolled models), skip unfinished runs, then write the reports",
+    )
+    parser.add_argument(
         "--steps",
         type=int,
         metavar="N",
@@ -124,7 +130,16 @@ def run(args: argparse.Namespace) -> int:
         )
     studies = list(STUDIES) if args.study == "all" else [args.study]
     command = "csnln ablate " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 else [args.study])
-    if not args.report:
+
+    def on_run(index: int, total: int, variant: Variant, seed: int, state: str) -> None:
+        said = {
+            "done": "finished earlier: reused",
+            "training": "training and evaluating",
+            "busy": "another process has it: skipped",
+        }[state]
+        print(f"[{index}/{total}] {variant.key} seed {seed}: {said}", file=sys.stderr)
+
+    if not args.report and not args.evaluate_only:
         runs = study_runs(studies, budget)
         pending = [
             (v, s)
@@ -140,14 +155,7 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
 
-        def on_run(index: int, total: int, variant: Variant, seed: int, state: str) -> None:
-            said = {
-                "done": "finished earlier: reused",
-                "training": "training and evaluating",
-                "busy": "another process has it: skipped",
-            }[state]
-            print(f"[{index}/{total}] {variant.key} seed {seed}: {said}", file=sys.stderr)
-
+    if not args.report:
         try:
             run_study(
                 studies,
@@ -159,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
                 device=args.device,
                 threads=args.threads,
                 on_run=on_run,
+                train=not args.evaluate_only,
             )
         except KeyboardInterrupt:
             print("stopped; continue with --resume", file=sys.stderr)

@@ -235,19 +235,28 @@ class CSNLN(nn.Module):
     def from_config(cls, config: CSNLNConfig, **runtime: Any) -> CSNLN:
         return cls(**config.to_dict() | runtime)
 
-    def unrolled(self, depth: int) -> CSNLN:
+    def unrolled(self, depth: int, *, tail: str = "resample") -> CSNLN:
         """This network run for ``depth`` SEM steps instead of the ``self.depth`` it was
         trained with: a new module sharing every weight but the tail's.
 
         The SEM cell's weights are shared across steps, so only the tail, one 3x3 conv over
-        the concatenation of every step's HR features, depends on the step count. Its
-        per-step slices are resampled along the step axis (linear interpolation between the
-        first and the last step; one step gets their mean) and scaled by
-        ``self.depth / depth``, so the tail keeps about its total weight. With ``depth ==
-        self.depth`` the output is this network's.
+        the concatenation of every step's HR features, depends on the step count.
+        ``tail="resample"``: its per-step slices are resampled along the step axis (linear
+        interpolation between the first and the last step; one step gets their mean) and
+        scaled by ``self.depth / depth``, so the tail keeps about its total weight.
+        ``tail="window"`` (``depth >= self.depth`` only): the trained tail reads the last
+        ``self.depth`` steps, the earlier ones get zero weight (the extra steps refine the
+        features the trained tail sees). With ``depth == self.depth`` the output is this
+        network's either way.
         """
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth!r}")
+        if tail not in ("resample", "window"):
+            raise ValueError(f"tail must be resample or window, got {tail!r}")
+        if tail == "window" and depth < self.depth:
+            raise ValueError(
+                f"tail='window' needs depth >= the trained {self.depth} steps, got {depth}"
+            )
         config = dataclasses.replace(self.config, depth=depth)
         first = next(iter(self.cell.parameters()))
         model = CSNLN.from_config(config, chunk_size=self._chunk_size()).to(
@@ -258,11 +267,14 @@ class CSNLN(nn.Module):
         out_ch, _, k, _ = weight.shape
         steps = weight.view(out_ch, self.depth, self.n_feats, k, k)
         steps = steps.permute(0, 3, 4, 2, 1).reshape(-1, self.n_feats, self.depth)
-        if depth == 1:
+        if tail == "window":
+            resampled = F.pad(steps, (depth - self.depth, 0))  # zeros for the first steps
+        elif depth == 1:
             resampled = steps.mean(dim=-1, keepdim=True)
         else:
             resampled = F.interpolate(steps, size=depth, mode="linear", align_corners=True)
-        resampled = resampled * (self.depth / depth)
+        if tail == "resample":
+            resampled = resampled * (self.depth / depth)
         resampled = resampled.reshape(out_ch, k, k, self.n_feats, depth).permute(0, 4, 3, 1, 2)
         state = {k: v for k, v in self.state_dict().items() if k != "tail.weight"}
         state["tail.weight"] = resampled.reshape(out_ch, depth * self.n_feats, k, k)
