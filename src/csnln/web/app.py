@@ -36,7 +36,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..attention_maps import attention_maps, attention_picture
 from ..inference import PRECISION_CHOICES, RunOptions, Upscaler
 from ..models.network import CSNLN, MIN_INPUT_SIZE
-from ..zoo import BUNDLED, load_model
+from ..upscaling import resolve_model
+from ..zoo import BUNDLED
 from .jobs import Job, JobQueue, QueueFull
 
 try:
@@ -119,11 +120,11 @@ def _to_uint8(t: torch.Tensor) -> np.ndarray:
 
 
 class Models:
-    """Loaded models, one per (name, scale), loaded on first use."""
+    """The models a server offers; loaded on first use and cached by
+    :func:`csnln.upscaling.resolve_model`."""
 
     def __init__(self, names: tuple[str, ...], device: str) -> None:
         self.names, self.device = names, device
-        self.loaded: dict[tuple[str, int], torch.nn.Module] = {}
 
     def scales(self, name: str) -> list[int]:
         if name == "bicubic":
@@ -131,10 +132,7 @@ class Models:
         return sorted(BUNDLED[name].files) if name in BUNDLED else []
 
     def get(self, name: str, scale: int) -> torch.nn.Module:
-        key = (name, scale)
-        if key not in self.loaded:
-            self.loaded[key] = load_model(name, scale).eval()
-        return self.loaded[key]
+        return resolve_model(name, scale, self.device)
 
 
 def create_app(settings: ServeSettings | None = None) -> Starlette:
