@@ -382,3 +382,34 @@ def test_pixels_stay_float32_under_bfloat16_autocast() -> None:
     assert out.dtype == torch.float32
     expected = torch.tensor(csnln.models.network.RGB_MEAN).view(1, 3, 1, 1) + 0.001234
     assert (out - expected).abs().max().item() < 1e-6
+
+
+def _shift_sum_by_definition(attn: torch.Tensor, p: int) -> torch.Tensor:
+    """``T[ly', lx', qy, qx] = sum_m attn[ly' - my + h, lx' - mx + h, qy - my, qx - mx]``."""
+    n, ly, lx, r, w = attn.shape
+    h = p // 2
+    out = attn.new_zeros(n, ly, lx, r + p - 1, w + p - 1)
+    for my, mx, y, x, qy, qx in itertools.product(
+        range(p), range(p), range(ly), range(lx), range(r + p - 1), range(w + p - 1)
+    ):
+        sy, sx, ry, rx = y - my + h, x - mx + h, qy - my, qx - mx
+        if 0 <= sy < ly and 0 <= sx < lx and 0 <= ry < r and 0 <= rx < w:
+            out[:, y, x, qy, qx] += attn[:, sy, sx, ry, rx]
+    return out
+
+
+@pytest.mark.parametrize("p", [1, 3, 5])
+@pytest.mark.parametrize("shape", [(2, 3, 4, 2, 3), (1, 1, 2, 1, 1), (1, 4, 2, 3, 1)])
+def test_shift_sum_matches_its_definition_and_adjoint(p: int, shape) -> None:
+    """The paste's flat-slice shift sum (zero margins instead of bounds) against the loops."""
+    from csnln.models.attention import _shift_sum
+
+    attn = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    out = _shift_sum(attn, p)
+    torch.testing.assert_close(out, _shift_sum_by_definition(attn.detach(), p))
+    # <T(a), g> = <a, T*(g)>: the backward is the adjoint
+    grad = torch.randn_like(out)
+    (adjoint,) = torch.autograd.grad(out, attn, grad)
+    torch.testing.assert_close((out * grad).sum(), (attn * adjoint).sum())
+    if p > 1:
+        assert torch.autograd.gradcheck(lambda a: _shift_sum(a, p), (attn,))

@@ -182,17 +182,17 @@ class CrossScaleAttention(nn.Module):
 
 
 class _ShiftSum(torch.autograd.Function):
-    """Autograd for :func:`_shift_sum`: its adjoint is the same loop of slice additions."""
+    """Autograd for :func:`_shift_sum`: its adjoint is the same shifted slices, scattered."""
 
     @staticmethod
     def forward(ctx: Any, attn: torch.Tensor, patch_size: int) -> torch.Tensor:
         ctx.patch_size = patch_size
         ctx.attn_shape = attn.shape
-        return _shift_sum_loop(attn, patch_size, transpose=False, shape=None)
+        return _ShiftLayout(attn.shape, patch_size).forward(attn)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return _shift_sum_loop(grad, ctx.patch_size, transpose=True, shape=ctx.attn_shape), None
+        return _ShiftLayout(ctx.attn_shape, ctx.patch_size).adjoint(grad), None
 
 
 def _shift_sum(attn: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -208,53 +208,84 @@ def _shift_sum(attn: torch.Tensor, patch_size: int) -> torch.Tensor:
     ``attn``: N, Ly, Lx, R, W (keys on the small grid, a band of R query rows). Returns
     N, Ly, Lx, R + p - 1, W + p - 1 (the canvas with its margins).
     """
+    if patch_size == 1:
+        return attn
     return _ShiftSum.apply(attn, patch_size)
 
 
-def _shift_sum_loop(
-    src: torch.Tensor, patch_size: int, *, transpose: bool, shape: torch.Size | None
-) -> torch.Tensor:
-    """``T[l', Q] = sum_m src[l' - m + half, Q - m]``, or its adjoint (``transpose``).
+class _ShiftLayout:
+    """``T[l', Q] = sum_m attn[l' - m + half, Q - m]`` as sums of flat, contiguous slices.
 
-    The offsets ``m = (my, mx)`` shift the rows (``ly`` with the query rows) and the columns
-    (``lx`` with the query columns) independently, so the sum is separable: ``p`` shifted
-    additions along the columns, then ``p`` along the rows (``2p`` passes instead of ``p^2``).
-    In-place slice additions in ``src``'s own dtype: a mixed-precision accumulator would cost
-    a cast per addition and make this memory-bound pass slower than the matmul it feeds
-    (the paste's matmul accumulates in float32; the change bf16 makes in the output is
-    measured by ``benchmarks/inference.py``).
+    The offsets ``m = (my, mx)`` shift the key rows with the query rows and the key columns
+    with the query columns, so the sum is separable: ``p`` shifted additions along the columns,
+    then ``p`` along the rows. In a buffer with zero margins (``half`` keys on each side, the
+    rows and columns grown by ``p - 1``) one shift moves every element by the same flat
+    offset, so each addition is one long contiguous slice (``Tensor.as_strided``) instead of a
+    5-d strided slice: a read that falls off a row lands in a zero margin. bfloat16 additions
+    over strided slices of short rows were the slow part of the paste (the flat form about
+    halved its time at x2, tiles of 48, in an ad hoc timing; float32 was unchanged). The
+    adjoint scatters the same slices. Additions in the input's dtype: a float32 accumulator
+    would cost a cast per addition (the paste's matmul accumulates in float32; the change bf16
+    makes in the output is measured by ``benchmarks/inference.py``).
     """
-    if transpose:  # src: N, Ly, Lx, R + p - 1, W + p - 1 -> N, Ly, Lx, R, W
-        assert shape is not None
-        r, w = shape[-2:]
-        return _shift_axis(_shift_axis(src, patch_size, 1, r, True), patch_size, 2, w, True)
-    r, w = src.shape[-2:]
-    return _shift_axis(_shift_axis(src, patch_size, 2, w, False), patch_size, 1, r, False)
 
+    def __init__(self, shape: torch.Size, patch_size: int) -> None:
+        self.n, self.ly, self.lx, self.r, self.w = shape
+        self.p, self.half = patch_size, patch_size // 2
+        self.rows, self.cols = self.r + patch_size - 1, self.w + patch_size - 1
+        p, half, rows, cols = patch_size, self.half, self.rows, self.cols
+        self.block = self.lx * rows * cols  # one key row of the result: Lx, rows, cols
+        # Pass 1 (columns) reads A: N, Ly, Lx + 2 half, rows, cols (the input, zero-padded),
+        # after `margin_a` leading zeros; pass 2 (rows) reads B: N, Ly + 2 half, block.
+        self.slab_a = (self.lx + 2 * half) * rows * cols
+        self.margin_a = p - 1
+        self.offsets_a = [(2 * half - m) * rows * cols - m for m in range(p)]
+        self.slab_b = (self.ly + 2 * half) * self.block
+        self.margin_b = (p - 1) * cols
+        self.offsets_b = [(2 * half - m) * self.block - m * cols for m in range(p)]
 
-def _shift_axis(
-    src: torch.Tensor, patch_size: int, axis: int, length: int, transpose: bool
-) -> torch.Tensor:
-    """One axis of :func:`_shift_sum_loop`: ``axis`` 1 pairs the key rows (dim 1) with the
-    query rows (dim 3), ``axis`` 2 the key columns (dim 2) with the query columns (dim 4).
+    def _views_a(self, a: torch.Tensor) -> list[torch.Tensor]:  # each N, Ly, block
+        size, stride = (self.n, self.ly, self.block), (self.ly * self.slab_a, self.slab_a, 1)
+        return [a.as_strided(size, stride, self.margin_a + o) for o in self.offsets_a]
 
-    Forward: ``out[l', q'] = sum_m src[l' - m + half, q' - m]``, the query axis growing from
-    ``length`` to ``length + p - 1``. Transposed: the adjoint, back to ``length``.
-    """
-    half, p = patch_size // 2, patch_size
-    keys = src.shape[axis]
-    size = list(src.shape)
-    size[axis + 2] = length if transpose else length + p - 1
-    out = src.new_zeros(size)
-    for m in range(p):
-        # keys l' = l + m - half that exist, and the keys l they come from
-        k0, k1 = max(0, m - half), min(keys, keys + m - half)
-        shifted = [slice(None)] * 5
-        source = [slice(None)] * 5
-        shifted[axis], shifted[axis + 2] = slice(k0, k1), slice(m, m + length)
-        source[axis] = slice(k0 + half - m, k1 + half - m)
-        if transpose:
-            out[tuple(source)].add_(src[tuple(shifted)])
-        else:
-            out[tuple(shifted)].add_(src[tuple(source)])
-    return out
+    def _views_b(self, b: torch.Tensor) -> list[torch.Tensor]:  # each N, Ly block
+        size, stride = (self.n, self.ly * self.block), (self.slab_b, 1)
+        return [b.as_strided(size, stride, self.margin_b + o) for o in self.offsets_b]
+
+    def _a_input(self, a: torch.Tensor) -> torch.Tensor:  # where the input sits in A
+        grid = a[self.margin_a :].view(self.n, self.ly, -1, self.rows, self.cols)
+        return grid[:, :, self.half : self.half + self.lx, : self.r, : self.w]
+
+    def _b_inner(self, b: torch.Tensor) -> torch.Tensor:  # pass 1's result in B: N, Ly, block
+        return b[self.margin_b :].view(self.n, -1, self.block)[:, self.half : self.half + self.ly]
+
+    def forward(self, attn: torch.Tensor) -> torch.Tensor:
+        a = attn.new_zeros(self.margin_a + self.n * self.ly * self.slab_a)
+        self._a_input(a).copy_(attn)
+        b = attn.new_empty(self.margin_b + self.n * self.slab_b)
+        b[: self.margin_b].zero_()
+        slabs = b[self.margin_b :].view(self.n, -1, self.block)
+        slabs[:, : self.half].zero_()
+        slabs[:, self.half + self.ly :].zero_()
+        inner = self._b_inner(b)
+        first, *rest = self._views_a(a)
+        inner.copy_(first)
+        for view in rest:
+            inner.add_(view)
+        del a
+        first, *rest = self._views_b(b)
+        out = first.clone(memory_format=torch.contiguous_format)
+        for view in rest:
+            out.add_(view)
+        return out.view(self.n, self.ly, self.lx, self.rows, self.cols)
+
+    def adjoint(self, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.reshape(self.n, self.ly * self.block)
+        b = grad.new_zeros(self.margin_b + self.n * self.slab_b)
+        for view in self._views_b(b):
+            view.add_(grad)
+        inner = self._b_inner(b)
+        a = grad.new_zeros(self.margin_a + self.n * self.ly * self.slab_a)
+        for view in self._views_a(a):
+            view.add_(inner)
+        return self._a_input(a).contiguous()
