@@ -268,13 +268,13 @@ class _ShiftLayout:
         slabs[:, : self.half].zero_()
         slabs[:, self.half + self.ly :].zero_()
         inner = self._b_inner(b)
-        first, *rest = self._views_a(a)
-        inner.copy_(first)
+        first, second, *rest = self._views_a(a)
+        torch.add(first, second, out=inner)
         for view in rest:
             inner.add_(view)
         del a
-        first, *rest = self._views_b(b)
-        out = first.clone(memory_format=torch.contiguous_format)
+        first, second, *rest = self._views_b(b)
+        out = torch.add(first, second)
         for view in rest:
             out.add_(view)
         return out.view(self.n, self.ly, self.lx, self.rows, self.cols)
