@@ -222,11 +222,11 @@ class _ShiftLayout:
     rows and columns grown by ``p - 1``) one shift moves every element by the same flat
     offset, so each addition is one long contiguous slice (``Tensor.as_strided``) instead of a
     5-d strided slice: a read that falls off a row lands in a zero margin. bfloat16 additions
-    over strided slices of short rows were the slow part of the paste (the flat form about
-    halved its time at x2, tiles of 48, in an ad hoc timing; float32 was unchanged). The
-    adjoint scatters the same slices. Additions in the input's dtype: a float32 accumulator
-    would cost a cast per addition (the paste's matmul accumulates in float32; the change bf16
-    makes in the output is measured by ``benchmarks/inference.py``).
+    over strided slices of short rows were the slow part of the paste (the end-to-end effect:
+    run 3 of ``benchmarks/results/photo_x2.md``). The adjoint scatters the same slices.
+    Additions in the input's dtype: a float32 accumulator would cost a cast per addition (the
+    paste's matmul accumulates in float32; the change bf16 makes in the output is measured by
+    ``benchmarks/inference.py``).
     """
 
     def __init__(self, shape: torch.Size, patch_size: int) -> None:
