@@ -5,7 +5,8 @@
 # a checkpoint every 500 (the last one committed at the end of each session). The same
 # command starts it and continues it (--resume: from the latest checkpoint when there is one),
 # so a session runs `bash trained/campaign_x2/run.sh` in the background and stops it with
-# Ctrl-C / SIGTERM (a checkpoint is written) before committing. Run from the project root.
+# Ctrl-C / SIGTERM (a checkpoint is written) before committing. Run from the project root, with
+# the environment that has `csnln` active (e.g. `. .venv/bin/activate`).
 set -euo pipefail
 exec csnln train configs/cpu_small_x2.yaml \
     model.init=trained/ab_x2/p24/best.safetensors \
