@@ -186,13 +186,12 @@ class _ShiftSum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, attn: torch.Tensor, patch_size: int) -> torch.Tensor:
-        ctx.patch_size = patch_size
-        ctx.attn_shape = attn.shape
-        return _ShiftLayout(attn.shape, patch_size).forward(attn)
+        ctx.layout = _ShiftLayout(attn.shape, patch_size)
+        return ctx.layout.forward(attn)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return _ShiftLayout(ctx.attn_shape, ctx.patch_size).adjoint(grad), None
+        return ctx.layout.adjoint(grad), None
 
 
 def _shift_sum(attn: torch.Tensor, patch_size: int) -> torch.Tensor:
