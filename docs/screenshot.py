@@ -32,7 +32,9 @@ OUT = Path(__file__).with_name("web_app.png")
 
 def main() -> int:
     server = uvicorn.Server(
-        uvicorn.Config(create_app(ServeSettings()), host="127.0.0.1", port=8765, log_level="warning")
+        uvicorn.Config(
+            create_app(ServeSettings()), host="127.0.0.1", port=8765, log_level="warning"
+        )
     )
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:

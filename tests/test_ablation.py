@@ -18,6 +18,7 @@ from csnln.ablation import (
     REFERENCE,
     Budget,
     Variant,
+    estimate_cost,
     load_results,
     mflop_per_pixel,
     run_dir,
@@ -243,12 +244,62 @@ def test_cli_quick_try_and_errors(
     common = ["--out", str(out), "--benchmarks", str(bench), "--train-data", train]
     assert main(["ablate", "fusion", "--steps", "1", "--no-timing", *common]) == 0
     captured = capsys.readouterr()
-    assert "4 runs, 4 to train; about" in captured.err
+    assert "4 runs, 4 to train; about" in captured.err and "CPU-hours" in captured.err
+    result = json.loads(
+        (out / "small-1steps" / "runs" / "LIC-concat-p3-d4" / "seed0" / "result.json").read_text()
+    )
+    assert result["cpu_seconds"] > 0  # one process trained and evaluated it
+    assert main(["ablate", "fusion", "--steps", "1", "--estimate", *common]) == 0
+    table = capsys.readouterr().out
+    assert "| LIC-projection-p3-d4 | 2 |" in table and "| LIC-concat-p3-d4 | 2 |" in table
+    assert "fusion: 4 runs, about" in table
     assert (out / "small-1steps" / "fusion.md").is_file()
     assert main(["ablate", "fusion", "--steps", "0", *common]) == 2
     assert main(["ablate", "fusion", "--steps", "1", "--out", str(out), "--benchmarks",
                  str(tmp_path / "nowhere"), "--train-data", train]) == 2  # fmt: skip
     assert "benchmark folder" in capsys.readouterr().err
+
+
+def test_cost_estimate_adds_up(data: tuple[str, Path]) -> None:
+    _, bench = data
+    runs = study_runs(["fusion", "depth"], TINY)
+    cost = estimate_cost(runs, TINY, benchmarks=bench, threads=1, timed_steps=1)
+    assert cost.clock == "CPU" and sum(v.runs for v in cost.variants) == len(runs)
+    assert {v.variant for v in cost.variants} == {v for v, _ in runs}
+    for v in cost.variants:
+        assert v.step > 0 and v.validation > 0 and v.evaluation > 0
+        assert v.validations == TINY.steps  # every step, the last one included
+    expected = sum(
+        (v.step * TINY.steps + v.validation * v.validations + v.evaluation) * v.runs
+        for v in cost.variants
+    )
+    assert cost.total == pytest.approx(expected)
+    assert cost.table().count("\n") == len(cost.variants) + 2
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        estimate_cost(runs, TINY, benchmarks=bench.parent / "nowhere")
+
+
+def test_validation_cannot_change_a_run(tmp_path: Path, data: tuple[str, Path]) -> None:
+    """Why the small budget's validation could be made cheaper after its runs: validating
+    (how often, at which tile) neither trains nor selects, so the final weights are the same
+    bit for bit."""
+    from safetensors.torch import load_file
+
+    from csnln.ablation import train_config
+    from csnln.training import run_training
+
+    train, bench = data
+    finals = []
+    for every, tile in [(1, 16), (3, 8)]:
+        budget = dataclasses.replace(TINY, val_every=every, eval_tile=tile, eval_overlap=2)
+        config = train_config(
+            REFERENCE.resolved(budget), 0, budget, tmp_path / f"every{every}",
+            train_dirs=[train], val_dir=str(bench / "Set5"), device="cpu", threads=1,
+        )  # fmt: skip
+        assert config.val.tile == tile and config.val.tile_overlap == 2
+        finals.append(load_file(run_training(config).weights))
+    assert finals[0].keys() == finals[1].keys()
+    assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])
 
 
 def test_budgets_are_consistent() -> None:

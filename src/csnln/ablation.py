@@ -54,7 +54,8 @@ __all__ = [
     "Budget",
     "RunResult",
     "Variant",
-    "estimate_seconds",
+    "CostEstimate",
+    "estimate_cost",
     "run_study",
     "study_runs",
     "study_variants",
@@ -107,7 +108,7 @@ BUDGETS: dict[str, Budget] = {
     # 2 CPU cores: about 10 minutes of training per run at depth 4 (one thread).
     "small": Budget(
         "small", n_feats=16, depth=4, patch=16, batch=16, steps=3000, lr=5e-4, seeds=(0, 1),
-        depths=(1, 2, 4, 8), unroll=(1, 2, 4, 8, 12), val_every=250, unroll_sets=("Set5",),
+        depths=(1, 2, 4, 8), unroll=(1, 2, 4, 8, 12), val_every=500, unroll_sets=("Set5",),
     ),
     # One GPU, a few hours for all studies.
     "medium": Budget(
@@ -228,6 +229,9 @@ class RunResult:
     # test-time depth (>= the trained one) -> dataset -> PSNR, the trained tail on the last
     # steps (CSNLN.unrolled(tail="window"))
     unroll_window: dict[int, dict[str, float]] = dataclasses.field(default_factory=dict)
+    # Process CPU time (core-seconds) of training and evaluating it, when one process did all
+    # of it (None: resumed, or finished before this was recorded)
+    cpu_seconds: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -248,6 +252,7 @@ class RunResult:
             curve=[(int(s), float(p)) for s, p in data["curve"]],
             train_seconds=float(data["train_seconds"]),
             unroll_window={int(k): v for k, v in data.get("unroll_window", {}).items()},
+            cpu_seconds=data.get("cpu_seconds"),
         )
 
 
@@ -301,7 +306,15 @@ def train_config(
                 "precision": budget.precision,
                 "threads": threads,
             },
-            "val": {"dirs": [val_dir], "every": budget.val_every, "precision": "fp32"},
+            # Validation as the final evaluation runs (its last point is the final Set5
+            # score); it neither trains nor selects, so it cannot change a run's result.
+            "val": {
+                "dirs": [val_dir],
+                "every": budget.val_every,
+                "precision": "fp32",
+                "tile": budget.eval_tile,
+                "tile_overlap": budget.eval_overlap,
+            },
             # The final weights are the result (no selection on the test sets).
             "checkpoint": {"every": budget.val_every, "keep_last": 1, "keep_best": False},
             "log": {"every": 50, "progress": sys.stderr.isatty()},
@@ -403,7 +416,8 @@ def run_one(
                 device=device,
                 threads=threads,
             )
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
+            resumed = resume and any((folder / "checkpoints").glob("*.safetensors"))
             trained = run_training(config, resume=resume)
             if not trained.finished:
                 raise KeyboardInterrupt  # stopped by a signal: its checkpoint is on disk
@@ -424,6 +438,7 @@ def run_one(
                 unroll_window=_unrolled_scores(model, eval_sets, budget, "window")
                 if unroll
                 else {},
+                cpu_seconds=None if resumed else time.process_time() - cpu_started,
             )
         text = json.dumps(result.to_json(), indent=1)
         atomic_write(result_file, lambda tmp: tmp.write_text(text))
@@ -483,33 +498,197 @@ def _check_data(train_dirs: Sequence[str], eval_sets: Sequence[str]) -> None:
             raise FileNotFoundError(f"benchmark folder {folder} not found (give --benchmarks)")
 
 
-def estimate_seconds(runs: Sequence[tuple[Variant, int]], budget: Budget, threads: int) -> float:
-    """Training time of ``runs``, from two timed steps of each variant on random patches
-    (evaluation not included)."""
+@dataclass(frozen=True)
+class VariantCost:
+    """What one run of a variant costs, in seconds of the clock :func:`estimate_cost` used."""
+
+    variant: Variant
+    runs: int  # how many of the estimated runs are this variant's
+    step: float  # one training step: forward, backward, gradient clip, Adam
+    validation: float  # one validation pass (Set5, as the final evaluation runs)
+    validations: int  # per run
+    evaluation: float  # the final evaluation (Set5 and B100) and, for the depth study, the
+    # unrolled models
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """The cost of a set of runs, by variant; ``clock`` says what the seconds are."""
+
+    budget: Budget
+    clock: str  # "CPU" (process CPU time: core-seconds) or "wall" (a GPU's)
+    variants: list[VariantCost]
+
+    @property
+    def training(self) -> float:
+        return sum(v.step * self.budget.steps * v.runs for v in self.variants)
+
+    @property
+    def validation(self) -> float:
+        return sum(v.validation * v.validations * v.runs for v in self.variants)
+
+    @property
+    def evaluation(self) -> float:
+        return sum(v.evaluation * v.runs for v in self.variants)
+
+    @property
+    def total(self) -> float:
+        return self.training + self.validation + self.evaluation
+
+    def summary(self) -> str:
+        return (
+            f"about {self.total / 3600:.1f} {self.clock}-hours "
+            f"(training {self.training / 3600:.1f}, validation {self.validation / 3600:.1f}, "
+            f"evaluation {self.evaluation / 3600:.1f})"
+        )
+
+    def table(self) -> str:
+        """A Markdown table, one row per variant."""
+        steps = self.budget.steps
+        lines = [
+            f"| variant | runs | s / step | training h | validation h | evaluation h | "
+            f"{self.clock}-h |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for v in self.variants:
+            run = v.step * steps + v.validation * v.validations + v.evaluation
+            lines.append(
+                f"| {v.variant.key} | {v.runs} | {v.step:.3f} | "
+                f"{v.step * steps * v.runs / 3600:.2f} | "
+                f"{v.validation * v.validations * v.runs / 3600:.2f} | "
+                f"{v.evaluation * v.runs / 3600:.2f} | "
+                f"{run * v.runs / 3600:.2f} |"
+            )
+        lines.append(
+            f"| **total** | {sum(v.runs for v in self.variants)} | | "
+            f"{self.training / 3600:.2f} | {self.validation / 3600:.2f} | "
+            f"{self.evaluation / 3600:.2f} | **{self.total / 3600:.2f}** |"
+        )
+        return "\n".join(lines)
+
+
+def _clock(device: torch.device) -> Callable[[], float]:
+    """Process CPU time on a CPU (core-seconds: what 'CPU-hours' count, and unaffected by
+    waiting for a busy core); wall time after a synchronize on a GPU."""
+    if device.type == "cuda":
+
+        def wall() -> float:
+            torch.cuda.synchronize(device)
+            return time.perf_counter()
+
+        return wall
+    return time.process_time
+
+
+def _lr_pixels(folder: str) -> int:
+    """LR pixels of a benchmark folder at x2 (from the image headers)."""
+    from PIL import Image
+
+    from .evaluation import find_dataset
+
+    total = 0
+    for entry in find_dataset(folder, SCALE):
+        with Image.open(entry.hr_path) as image:
+            width, height = image.size
+        total += (width // SCALE) * (height // SCALE)
+    return total
+
+
+def _validations(budget: Budget) -> int:
+    """Validation passes of one run (every ``val_every`` steps and at the end)."""
+    every = budget.val_every
+    return budget.steps // every + (budget.steps % every != 0) if every else 1
+
+
+def estimate_cost(
+    runs: Sequence[tuple[Variant, int]],
+    budget: Budget,
+    *,
+    benchmarks: PathArg = DEFAULT_BENCHMARKS,
+    threads: int = 0,
+    device: str = "auto",
+    timed_steps: int = 4,
+    on_variant: Callable[[int, int, Variant], None] | None = None,
+) -> CostEstimate:
+    """The cost of ``runs``, measured per variant: ``timed_steps`` full training steps
+    (random patches of the budget's size: forward, backward, clip, Adam; after one untimed
+    step) and one evaluation on Set5, which is also what a validation pass costs (B100's
+    evaluation is scaled from it by LR pixels; an unrolled model's by its FLOP).
+
+    On a CPU the clock is the process's CPU time, so the figure is core-hours whatever else
+    the machine is doing (contention for caches and memory still shows)."""
+    from .evaluation import evaluate
     from .training.loop import l1_loss
 
+    target = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    )
+    clock = _clock(target)
+    set5, b100 = (str(Path(benchmarks) / name) for name in EVAL_SETS)
+    for folder in (set5, b100):
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"benchmark folder {folder} not found (give --benchmarks)")
+    b100_ratio = _lr_pixels(b100) / _lr_pixels(set5)
+    depth_variants = set(study_variants("depth", budget))
+    counts: dict[Variant, int] = {}
+    for variant, _ in runs:
+        counts[variant] = counts.get(variant, 0) + 1
     saved = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
-    per_variant: dict[Variant, float] = {}
+    costs = []
     try:
-        for variant, _ in runs:
-            if variant in per_variant:
-                continue
-            model = variant.network(budget)
-            lr = torch.rand(budget.batch, 3, budget.patch, budget.patch)
-            hr = torch.rand(budget.batch, 3, SCALE * budget.patch, SCALE * budget.patch)
-            times = []
-            for _ in range(3):
-                began = time.perf_counter()
-                with torch.autocast("cpu", torch.bfloat16, enabled=budget.precision == "bf16"):
+        for index, variant in enumerate(counts, 1):
+            if on_variant is not None:
+                on_variant(index, len(counts), variant)
+            torch.manual_seed(0)
+            model = variant.network(budget).to(target)
+            optimizer = torch.optim.Adam(model.parameters(), lr=budget.lr)
+            lr = torch.rand(budget.batch, 3, budget.patch, budget.patch, device=target)
+            hr = torch.rand(
+                budget.batch, 3, SCALE * budget.patch, SCALE * budget.patch, device=target
+            )
+            began = 0.0
+            for i in range(timed_steps + 1):
+                if i == 1:
+                    began = clock()
+                bf16 = budget.precision == "bf16"
+                with torch.autocast(target.type, torch.bfloat16, enabled=bf16):
                     sr = model(lr)
-                l1_loss(sr, hr).backward()
-                times.append(time.perf_counter() - began)
-            per_variant[variant] = min(times[1:])
+                l1_loss(sr.float(), hr).backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            step = (clock() - began) / timed_steps
+            model.eval()
+
+            # A validation pass is the final evaluation on Set5 (see train_config).
+            began = clock()
+            evaluate(model, [set5], SCALE, eval_options(budget), progress=False)
+            final_set5 = validation = clock() - began
+            evaluation = final_set5 * (1 + b100_ratio)
+            if variant in depth_variants:
+                unroll_share = 1 + (b100_ratio if "B100" in budget.unroll_sets else 0)
+                own = mflop_per_pixel(model, budget.eval_tile)
+                for depth in budget.unroll:
+                    tails = 1 + (depth >= variant.depth)  # resampled; trained tail on last steps
+                    unrolled = model if depth == variant.depth else model.unrolled(depth)
+                    share = mflop_per_pixel(unrolled, budget.eval_tile) / own
+                    evaluation += final_set5 * unroll_share * share * tails
+            costs.append(
+                VariantCost(
+                    variant=variant,
+                    runs=counts[variant],
+                    step=step,
+                    validation=validation,
+                    validations=_validations(budget),
+                    evaluation=evaluation,
+                )
+            )
     finally:
         torch.set_num_threads(saved)
-    return sum(per_variant[v] * budget.steps for v, _ in runs)
+    clock_name = "CPU" if target.type == "cpu" else "GPU"
+    return CostEstimate(budget=budget, clock=clock_name, variants=costs)
 
 
 def run_study(

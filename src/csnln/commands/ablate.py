@@ -13,7 +13,8 @@ seeds, evaluated with its final weights on Set5 and B100):
 
 Budgets: small (n_feats 16, LR patch 16, 3000 steps, 2 seeds: about 10 minutes of training
 per depth-4 run on one CPU thread; `csnln ablate all` is 26 runs), medium and paper (for a
-GPU). An estimate of the training time is printed before starting.
+GPU). What the pending runs will cost is measured and printed before starting (--estimate:
+only that, per variant).
 
 Writes DIR/<budget>/<study>.md with its plots (<study>_curves.png: Set5 validation PSNR
 against steps; <study>_cost.png: final PSNR against MFLOP per pixel) and
@@ -25,6 +26,7 @@ Examples:
   csnln ablate fusion --steps 200             # a quick try of the whole path
   csnln ablate all --resume --threads 1       # the full small budget, resumable
   csnln ablate branches --report              # the report of the runs finished so far
+  csnln ablate all --estimate --threads 1      # what the full budget costs on this machine
 """
 
 from __future__ import annotations
@@ -62,6 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--report",
         action="store_true",
         help="only write the report(s) from the runs finished so far; train nothing",
+    )
+    parser.add_argument(
+        "--estimate",
+        action="store_true",
+        help="only measure what the study costs here (a few timed steps, one validation and "
+        "one evaluation per variant; a few seconds per variant) and print it per variant, "
+        "in CPU-hours on a CPU; train nothing",
     )
     parser.add_argument(
         "--evaluate-only",
@@ -110,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         DEFAULT_TRAIN_DIRS,
         STUDIES,
         Variant,
-        estimate_seconds,
+        estimate_cost,
         run_dir,
         run_study,
         study_runs,
@@ -139,6 +148,28 @@ def run(args: argparse.Namespace) -> int:
         }[state]
         print(f"[{index}/{total}] {variant.key} seed {seed}: {said}", file=sys.stderr)
 
+    def on_variant(index: int, total: int, variant: Variant) -> None:
+        print(f"  timing {variant.key} ({index}/{total})", file=sys.stderr)
+
+    if args.estimate:
+        try:
+            cost = estimate_cost(
+                study_runs(studies, budget),
+                budget,
+                benchmarks=args.benchmarks,
+                threads=args.threads,
+                device=args.device,
+                on_variant=on_variant,
+            )
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"csnln ablate: {exc}", file=sys.stderr)
+            return 2
+        print(f"# Cost of `{command}` ({budget.name}: {budget.describe()})\n")
+        print(cost.table())
+        runs = sum(v.runs for v in cost.variants)
+        print(f"\n{args.study}: {runs} runs, {cost.summary()}")
+        return 0
+
     if not args.report and not args.evaluate_only:
         runs = study_runs(studies, budget)
         pending = [
@@ -147,11 +178,20 @@ def run(args: argparse.Namespace) -> int:
             if not (run_dir(args.out, budget, v, s) / "result.json").is_file()
         ]
         if pending:
-            seconds = estimate_seconds(pending, budget, args.threads)
+            try:
+                cost = estimate_cost(
+                    pending,
+                    budget,
+                    benchmarks=args.benchmarks,
+                    threads=args.threads,
+                    device=args.device,
+                )
+            except (FileNotFoundError, ValueError) as exc:
+                print(f"csnln ablate: {exc}", file=sys.stderr)
+                return 2
             print(
                 f"{args.study} at budget {budget.name}: {len(runs)} runs, {len(pending)} to "
-                f"train; about {seconds / 3600:.1f} h of training here (timed steps), plus "
-                "evaluation",
+                f"train; {cost.summary()}",
                 file=sys.stderr,
             )
 

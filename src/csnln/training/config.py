@@ -190,6 +190,9 @@ class ValSection:
         "LR tile size for validation images: `auto` (whole images when they fit; on a CPU "
         "tiles of at most 64x64), a number, or `null` (always whole images).",
     )
+    tile_overlap: int | None = _key(
+        None, "Overlap of the validation tiles, LR pixels (`null`: the tile plan's default)."
+    )
 
 
 @dataclass
@@ -321,6 +324,10 @@ class TrainConfig:
             (
                 v.tile in ("auto", None) or (isinstance(v.tile, int) and v.tile >= 3),
                 f"val.tile must be auto, null or a number >= 3, got {v.tile}",
+            ),
+            (
+                v.tile_overlap is None or v.tile_overlap >= 0,
+                f"val.tile_overlap must be null or >= 0, got {v.tile_overlap}",
             ),
             (self.checkpoint.every >= 0, "checkpoint.every must be >= 0"),
             (self.checkpoint.keep_last >= 1, "checkpoint.keep_last must be >= 1"),

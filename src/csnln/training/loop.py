@@ -414,6 +414,7 @@ def _validate(model: CSNLN, config: TrainConfig, device: torch.device) -> tuple[
             config.val.dirs,
             config.model.scale,
             tile=config.val.tile,
+            tile_overlap=config.val.tile_overlap,
             precision=config.val.precision,
             device=device,
             progress=False,
