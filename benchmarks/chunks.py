@@ -7,7 +7,13 @@ runs them) and a training step (forward + backward, bf16 autocast, batch 8 of LR
 ``configs/cpu_small_x*.yaml``). 2^24 elements is the memory bound of ``AUTO_SCORE_ELEMENTS``,
 i.e. the chunks as they were before the cache-sized ones.
 
-    python benchmarks/chunks.py                  # prints a Markdown table
+The process's allocator matters here: ``csnln upscale`` and ``csnln eval`` call
+``csnln.allocator.keep_freed_memory()`` (freed blocks stay in the process), the Python API and
+training do not (glibc returns large freed blocks to the system, and the next chunk of that
+size page-faults again); ``--keep-freed-memory`` measures the commands' setting.
+
+    python benchmarks/chunks.py                       # the API's and training's setting
+    python benchmarks/chunks.py --keep-freed-memory   # the commands' setting
 """
 
 from __future__ import annotations
@@ -58,13 +64,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--keep-freed-memory", action="store_true")
     args = parser.parse_args()
+    if args.keep_freed_memory:
+        from csnln.allocator import keep_freed_memory
+
+        keep_freed_memory()
     torch.set_num_threads(args.threads)
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
-    print(f"commit {commit}; {when}; {args.threads} threads; median of {args.rounds} rounds\n")
+    allocator = "keep_freed_memory()" if args.keep_freed_memory else "glibc's defaults"
+    print(
+        f"commit {commit}; {when}; {args.threads} threads; allocator: {allocator}; "
+        f"median of {args.rounds} rounds\n"
+    )
     heads = " | ".join(f"2^{c.bit_length() - 1}" for c in CANDIDATES)
     print(f"| scale | job | {heads} | best vs 2^24 |")
     print("|---|---|" + "---|" * len(CANDIDATES) + "---|")
