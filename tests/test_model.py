@@ -106,34 +106,6 @@ def test_chunked_equals_unchunked(scale: int) -> None:
             assert (model(x) - whole).abs().max().item() < 1e-5
 
 
-def test_auto_chunks_are_cache_sized_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    """ "auto" on a CPU: the in-scale attention's chunks (and, at inference, the cross-scale
-    one's bands) follow CACHE_SCORE_ELEMENTS, not the memory bound; the result is the same."""
-    import csnln.models.attention as attention
-
-    seen: list[int | None] = []
-    original = attention.queries_per_chunk
-
-    def spy(*args: object, **kwargs: object) -> int:
-        seen.append(kwargs.get("auto_elements"))  # type: ignore[arg-type]
-        return original(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(attention, "queries_per_chunk", spy)
-    monkeypatch.setattr(attention, "CACHE_SCORE_ELEMENTS", 2 * 144)  # a few queries a chunk
-    model = csnln.CSNLN(2, n_feats=8, depth=1).eval()
-    x = torch.rand(2, 3, 12, 12)
-    with torch.no_grad():
-        model.set_chunk_size(None)
-        whole = model(x)
-        model.set_chunk_size("auto")
-        seen.clear()
-        assert (model(x) - whole).abs().max().item() < 1e-5
-    assert set(seen) == {2 * 144}  # both attentions, at inference
-    seen.clear()
-    model(x).sum().backward()  # training: the cross-scale bands follow the memory bound
-    assert None in seen and 2 * 144 in seen
-
-
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_both_softmax_layouts_give_the_same_values_and_gradients(scale: int) -> None:
     """Keys on dim 1 (the CPU's layout) vs keys last (the GPU's), chosen by hand here."""

@@ -3,8 +3,7 @@
 Both attentions compare every position of a feature map with every other one, so a naive
 implementation materialises a score matrix quadratic in the pixel count. Here the queries are
 processed in chunks (``chunk_size``: a number of query positions, ``"auto"`` for as many as
-keep a chunk's scores under :data:`AUTO_SCORE_ELEMENTS` (on a CPU, where speed asks for it,
-:data:`CACHE_SCORE_ELEMENTS`), or ``None`` for all at once). Peak
+keep a chunk's scores under :data:`AUTO_SCORE_ELEMENTS`, or ``None`` for all at once). Peak
 memory then grows linearly with the pixel count, and the result is the same as unchunked.
 """
 
@@ -26,32 +25,12 @@ AUTO_SCORE_ELEMENTS = 2**24
 DEFAULT_CHUNK_SIZE: ChunkSize = "auto"
 
 
-#: Smaller "auto" chunks where speed asks for them: a chunk whose scores stay in the CPU's
-#: last-level cache while the softmax and the second product read them back is several times
-#: faster than one that goes to memory. Used by the in-scale attention (its score matrix is
-#: square in the pixels) and by the cross-scale one at inference only: its bands carry a halo
-#: of rows, which in training costs more in the backward pass than the cache saves. CPU only
-#: (GPUs run the in-scale attention fused, and prefer few large launches). Measured:
-#: benchmarks/results/chunks.md.
-CACHE_SCORE_ELEMENTS = 2**21
-
-
-def queries_per_chunk(
-    chunk_size: ChunkSize,
-    *,
-    batch: int,
-    queries: int,
-    keys: int,
-    auto_elements: int | None = None,
-) -> int:
-    """How many query positions one chunk holds: all (None), a fixed number, or "auto" (as
-    many as keep the chunk's scores, over the whole batch, at ``auto_elements``; default
-    :data:`AUTO_SCORE_ELEMENTS`)."""
+def queries_per_chunk(chunk_size: ChunkSize, *, batch: int, queries: int, keys: int) -> int:
+    """How many query positions one chunk holds: all (None), a fixed number, or "auto"."""
     if chunk_size is None:
         return queries
     if chunk_size == "auto":
-        budget = AUTO_SCORE_ELEMENTS if auto_elements is None else auto_elements
-        return max(1, min(queries, budget // max(1, batch * keys)))
+        return max(1, min(queries, AUTO_SCORE_ELEMENTS // max(1, batch * keys)))
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, 'auto' or None, got {chunk_size!r}")
     return min(queries, chunk_size)
@@ -92,13 +71,7 @@ class InScaleAttention(nn.Module):
             )[:, 0]  # N, HW, C
             return out.transpose(1, 2).reshape(n, c, h, w)
         key = self.key(x).flatten(2)  # N, C/2, HW
-        chunk = queries_per_chunk(
-            self.chunk_size,
-            batch=n,
-            queries=h * w,
-            keys=h * w,
-            auto_elements=CACHE_SCORE_ELEMENTS if x.device.type == "cpu" else None,
-        )
+        chunk = queries_per_chunk(self.chunk_size, batch=n, queries=h * w, keys=h * w)
         out = [
             torch.bmm(torch.softmax(torch.bmm(query[:, start : start + chunk], key), dim=-1), value)
             for start in range(0, h * w, chunk)
@@ -165,17 +138,7 @@ class CrossScaleAttention(nn.Module):
         # Queries, one band of rows at a time (with a halo of `half` rows for the patches).
         query = F.pad(query, (half, half, half, half))
         rows = max(
-            1,
-            queries_per_chunk(
-                self.chunk_size,
-                batch=n,
-                queries=h * w,
-                keys=key.shape[-1],
-                auto_elements=CACHE_SCORE_ELEMENTS
-                if x.device.type == "cpu" and not torch.is_grad_enabled()
-                else None,
-            )
-            // w,
+            1, queries_per_chunk(self.chunk_size, batch=n, queries=h * w, keys=key.shape[-1]) // w
         )
         # The softmax over the keys. On a CPU with the keys on dim 1, the layout the paste
         # reads (the CPU softmax vectorises across the queries; computing it keys-last and
