@@ -516,7 +516,7 @@ class CostEstimate:
     """The cost of a set of runs, by variant; ``clock`` says what the seconds are."""
 
     budget: Budget
-    clock: str  # "CPU" (process CPU time: core-seconds) or "wall" (a GPU's)
+    clock: str  # "CPU" (process CPU time: core-seconds) or "GPU" (wall time on a GPU)
     variants: list[VariantCost]
 
     @property
