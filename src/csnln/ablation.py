@@ -486,6 +486,12 @@ def _train_seconds(folder: Path, fallback: float) -> float:
 # --- a study ---------------------------------------------------------------------------------
 
 
+def _check_benchmarks(eval_sets: Sequence[str]) -> None:
+    for folder in eval_sets:
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"benchmark folder {folder} not found (give --benchmarks)")
+
+
 def _check_data(train_dirs: Sequence[str], eval_sets: Sequence[str]) -> None:
     import glob
 
@@ -493,9 +499,7 @@ def _check_data(train_dirs: Sequence[str], eval_sets: Sequence[str]) -> None:
         raise FileNotFoundError(
             f"no training folder matches {', '.join(train_dirs)} (give --train-data)"
         )
-    for folder in eval_sets:
-        if not Path(folder).is_dir():
-            raise FileNotFoundError(f"benchmark folder {folder} not found (give --benchmarks)")
+    _check_benchmarks(eval_sets)
 
 
 @dataclass(frozen=True)
@@ -618,16 +622,13 @@ def estimate_cost(
     On a CPU the clock is the process's CPU time, so the figure is core-hours whatever else
     the machine is doing (contention for caches and memory still shows)."""
     from .evaluation import evaluate
+    from .inference import precision_context, resolve_device
     from .training.loop import l1_loss
 
-    target = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    )
+    target = resolve_device(device)
     clock = _clock(target)
     set5, b100 = (str(Path(benchmarks) / name) for name in EVAL_SETS)
-    for folder in (set5, b100):
-        if not Path(folder).is_dir():
-            raise FileNotFoundError(f"benchmark folder {folder} not found (give --benchmarks)")
+    _check_benchmarks([set5, b100])
     b100_ratio = _lr_pixels(b100) / _lr_pixels(set5)
     depth_variants = set(study_variants("depth", budget))
     counts: dict[Variant, int] = {}
@@ -652,8 +653,7 @@ def estimate_cost(
             for i in range(timed_steps + 1):
                 if i == 1:
                     began = clock()
-                bf16 = budget.precision == "bf16"
-                with torch.autocast(target.type, torch.bfloat16, enabled=bf16):
+                with precision_context(budget.precision, target):
                     sr = model(lr)
                 l1_loss(sr.float(), hr).backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -118,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         BUDGETS,
         DEFAULT_TRAIN_DIRS,
         STUDIES,
+        CostEstimate,
         Variant,
         estimate_cost,
         run_dir,
@@ -151,18 +152,23 @@ def run(args: argparse.Namespace) -> int:
     def on_variant(index: int, total: int, variant: Variant) -> None:
         print(f"  timing {variant.key} ({index}/{total})", file=sys.stderr)
 
-    if args.estimate:
+    def estimate(runs: list[tuple[Variant, int]], verbose: bool) -> CostEstimate | None:
         try:
-            cost = estimate_cost(
-                study_runs(studies, budget),
+            return estimate_cost(
+                runs,
                 budget,
                 benchmarks=args.benchmarks,
                 threads=args.threads,
                 device=args.device,
-                on_variant=on_variant,
+                on_variant=on_variant if verbose else None,
             )
         except (FileNotFoundError, ValueError) as exc:
             print(f"csnln ablate: {exc}", file=sys.stderr)
+            return None
+
+    if args.estimate:
+        cost = estimate(study_runs(studies, budget), verbose=True)
+        if cost is None:
             return 2
         print(f"# Cost of `{command}` ({budget.name}: {budget.describe()})\n")
         print(cost.table())
@@ -178,16 +184,8 @@ def run(args: argparse.Namespace) -> int:
             if not (run_dir(args.out, budget, v, s) / "result.json").is_file()
         ]
         if pending:
-            try:
-                cost = estimate_cost(
-                    pending,
-                    budget,
-                    benchmarks=args.benchmarks,
-                    threads=args.threads,
-                    device=args.device,
-                )
-            except (FileNotFoundError, ValueError) as exc:
-                print(f"csnln ablate: {exc}", file=sys.stderr)
+            cost = estimate(pending, verbose=False)
+            if cost is None:
                 return 2
             print(
                 f"{args.study} at budget {budget.name}: {len(runs)} runs, {len(pending)} to "
