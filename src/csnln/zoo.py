@@ -49,13 +49,13 @@ BUNDLED: dict[str, BundledModel] = {
     "small": BundledModel(
         files={s: f"csnln_small_x{s}.safetensors" for s in (2, 3, 4)},
         tile_plans={
-            2: TilePlan(tile=48, overlap=8, batch=8),
+            2: TilePlan(tile=40, overlap=8, batch=8, margin=3),
             3: TilePlan(tile=36, overlap=6, batch=8),
             4: TilePlan(tile=16, overlap=4, batch=8),
         },
-        # csnln eval's default options (these tile plans, fp32) on Set5, as printed by
-        # benchmarks/photo.py (benchmarks/results/photo_x2.md, photo.md)
-        set5_psnr={2: 36.428, 3: 32.402, 4: 30.360},
+        # csnln eval's default options (these tile plans, fp32) on Set5, as `csnln eval --data
+        # Set5 Set14 B100` printed it (benchmarks/results/eval_small.md, 2026-12-02)
+        set5_psnr={2: 36.972, 3: 32.402, 4: 30.360},
     ),
 }
 
