@@ -8,7 +8,10 @@ plan, tiles, blend, write) in a fresh process, so that peak memory is that of on
   work: the package of that commit, extracted to a temporary folder, with its default plan:
   LR tiles of 64 overlapping by 16, one per model call);
 * ``now``: the package as it is, with its default plan: the tile plan measured for the model
-  (``csnln.zoo.BUNDLED[model].tile_plans``, chosen by ``benchmarks/tile_plan.py``).
+  (``csnln.zoo.BUNDLED[model].tile_plans``, chosen by ``benchmarks/tile_plan.py``), with its
+  calls running two at once on a CPU of two or more threads (``csnln.inference.CPU_STREAMS``);
+* ``now, 1 stream``: the same plan one call at a time (``--tile-streams 1``), to show what the
+  concurrent calls add (the result is the same).
 
 Both in fp32 and bf16; the default precision of ``csnln upscale`` was fp32 before and is
 ``auto`` (bf16 on this CPU) now, so the headline ratio is ``before fp32`` / ``now bf16``. A ``before`` row that
@@ -100,6 +103,7 @@ def _cell(spec: dict) -> dict:
             device="cpu",
             on_tile=on_tile,
             **hooks,
+            **({"tile_streams": 1} if spec["plan"] == "one-stream" else {}),
         )
         seconds = time.perf_counter() - start
         extrapolated = False
@@ -113,6 +117,7 @@ def _cell(spec: dict) -> dict:
         tile=64 if seen["calls"] > 1 else None,
         overlap=16,
         batch=1,
+        streams=1,
         precision=spec["precision"],
     )
     # FLOPs of one model call of the plan's shape, times the calls.
@@ -142,6 +147,7 @@ def _cell(spec: dict) -> dict:
         "tile": plan.tile,
         "overlap": plan.overlap,
         "batch": plan.batch,
+        "streams": plan.streams,
         "gflop": flops / 1e9,
         "out_mpx": spec["scale"] ** 2 * w * h / 1e6,
         "size": f"{w}x{h}",
@@ -231,7 +237,7 @@ def main() -> int:
     for image in images:
         for scale in args.scales:
             rows = []
-            for plan in ("before", "now"):
+            for plan in ("before", "one-stream", "now"):
                 for precision in ("fp32", "bf16"):
                     spec = {
                         "model": args.model,
@@ -253,9 +259,12 @@ def main() -> int:
                     f" (timed on {r['extrapolated_from']} tiles)" if r["extrapolated_from"] else ""
                 )
                 gflops = r["gflop"] / r["seconds"]
+                name = {"one-stream": "now, 1 stream"}.get(r["plan"], r["plan"])
+                at_once = f", {r['streams']} at once" if r["plan"] != "before" else ""
                 print(
-                    f"| {Path(r['image']).name} {r['size']} | x{scale} | {r['plan']} "
-                    f"(tile {r['tile']}/{r['overlap']}, {r['batch']}/call) | {r['precision']} "
+                    f"| {Path(r['image']).name} {r['size']} | x{scale} | {name} "
+                    f"(tile {r['tile']}/{r['overlap']}, {r['batch']}/call{at_once}) "
+                    f"| {r['precision']} "
                     f"| {r['tiles']} ({r['calls']}) | {r['seconds']:.1f}{note} "
                     f"| {r['seconds'] / r['out_mpx']:.2f} | {r['gflop']:.0f} | {gflops:.0f} "
                     f"| {100 * gflops / peak[r['precision']]:.0f}% | {r['peak_mb']:.0f} "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -152,6 +154,48 @@ def test_batched_tiles_equal_one_at_a_time() -> None:
     tiles = len(tile_starts(37, 16, 4)) * len(tile_starts(45, 16, 4))
     assert len(ticks) == tiles and sum(calls) == 2 * tiles and max(calls) == 10
     assert torch.allclose(one, many, atol=1e-5)
+
+
+def test_concurrent_streams_equal_one_stream() -> None:
+    torch.manual_seed(0)
+    model = csnln.CSNLN(2, n_feats=8, depth=2).eval()
+    x = torch.rand(1, 3, 37, 45)
+    threads = torch.get_num_threads()
+    callers: set[int] = set()
+
+    def forward(piece: torch.Tensor) -> torch.Tensor:
+        callers.add(threading.get_ident())
+        with torch.no_grad():
+            return model(piece)
+
+    one = run_tiled(forward, x, scale=2, tile=16, overlap=4, batch=2)
+    assert callers == {threading.get_ident()}
+    callers.clear()
+    ticks: list[int] = []
+    two = run_tiled(
+        forward, x, scale=2, tile=16, overlap=4, batch=2, streams=2, on_tile=lambda: ticks.append(1)
+    )
+    assert threading.get_ident() not in callers and len(callers) == 2  # two worker threads
+    assert len(ticks) == len(tile_starts(37, 16, 4)) * len(tile_starts(45, 16, 4))
+    assert torch.allclose(one, two, atol=1e-6)
+    assert torch.get_num_threads() == threads  # the workers' thread counts stay theirs
+
+
+def test_streams_in_the_plan_and_its_memory() -> None:
+    model = csnln.CSNLN(2, n_feats=8, depth=1)
+    model.tile_plan = TilePlan(tile=16, overlap=3, batch=4)
+    plan = Upscaler(model, device="cpu", max_memory="8GB", tile_streams=2).plan(40, 50)
+    descriptor = model.descriptor
+    buffers = output_bytes(2, 40, 50, 1, tiled=True, alpha=False, ensemble=False)
+    assert plan.streams == 2 and plan.needed == buffers + 2 * descriptor.memory(16 * 4, 16)
+    assert Upscaler(model, device="cpu", tile_streams=1).plan(40, 50).streams == 1
+    # A budget for one call of 4 tiles but not two runs one stream before fewer tiles per call.
+    budget = descriptor.memory(16 * 4, 16) + buffers + 1
+    plan = Upscaler(model, device="cpu", max_memory=budget, tile_streams=2).plan(40, 50)
+    assert (plan.streams, plan.batch) == (1, 4)
+    assert Upscaler(model, device="cpu", tile_streams=2).plan(16, 12).streams == 1  # whole
+    with pytest.raises(ValueError, match="tile streams must be >= 1, got 0"):
+        csnln.RunOptions(tile_streams=0)
 
 
 def test_auto_plan_is_the_models_measured_plan_on_cpu() -> None:

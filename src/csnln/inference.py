@@ -8,12 +8,15 @@ Every function here takes LR batches ``N x 3 x h x w`` (float, [0, 1]) and retur
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import functools
+import itertools
 import math
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -34,6 +37,11 @@ CPU_TILE_PIXELS = 96 * 96
 GENERIC_CPU_PLAN = TilePlan(tile=64, overlap=16, batch=1)
 #: Overlap of an explicit ``tile`` when none is given (capped at a quarter of the tile).
 DEFAULT_OVERLAP = 16
+#: Concurrent model calls on a CPU with at least this many threads, each call on its share of
+#: the threads: a small model's kernels use one core better than two (tile batches, two
+#: streams against one: benchmarks/results/photo_x2.md). GPUs run one call at a time.
+CPU_STREAMS = 2
+_DONE = object()
 
 
 # --- device and precision --------------------------------------------------------------------
@@ -236,6 +244,7 @@ def run_tiled(
     overlap: int = DEFAULT_OVERLAP,
     batch: int = 1,
     margin: int = 0,
+    streams: int = 1,
     on_tile: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Run ``forward`` on overlapping ``tile x tile`` LR tiles and blend them without seams.
@@ -244,8 +253,9 @@ def run_tiled(
     overlap (image borders are not faded), so each output pixel is a convex combination of the
     tiles covering it. With one tile covering the image (or ``tile=None``) this is exactly
     ``forward(lr)``. ``batch`` tiles (all of one size) go through ``forward`` in one call, as
-    one batch: small tiles alone leave the CPU's matrix kernels underfed. ``on_tile`` is
-    called once per tile.
+    one batch: small tiles alone leave the CPU's matrix kernels underfed. ``streams`` calls
+    run at once, each on its own thread with its share of the intra-op threads (the result is
+    the same; see :data:`CPU_STREAMS`). ``on_tile`` is called once per tile, in tile order.
     """
     n, _, h, w = lr.shape
     if tile is None or (tile >= h and tile >= w):
@@ -268,12 +278,15 @@ def run_tiled(
         for j, x in enumerate(xs)
     ]
     tiles = [(i, j) for i in range(len(ys)) for j in range(len(xs))]
-    out = weight = None
     per_call = max(1, batch // n)  # tiles per call; each tile holds all n images
-    for first in range(0, len(tiles), per_call):
-        group = tiles[first : first + per_call]
+    groups = [tiles[first : first + per_call] for first in range(0, len(tiles), per_call)]
+
+    def call(group: list[tuple[int, int]]) -> torch.Tensor:
         pieces = [lr[:, :, ys[i] : ys[i] + th, xs[j] : xs[j] + tw] for i, j in group]
-        sr = forward(torch.cat(pieces) if len(pieces) > 1 else pieces[0]).float()
+        return forward(torch.cat(pieces) if len(pieces) > 1 else pieces[0]).float()
+
+    out = weight = None
+    for group, sr in zip(groups, _concurrent_map(call, groups, streams), strict=True):
         if out is None:
             out = sr.new_zeros(n, sr.shape[1], s * h, s * w)
             weight = sr.new_zeros(1, 1, s * h, s * w)
@@ -290,6 +303,38 @@ def run_tiled(
                 on_tile()
     assert out is not None and weight is not None
     return out.div_(weight)
+
+
+def _concurrent_map(
+    fn: Callable[[Any], torch.Tensor], items: list[Any], streams: int
+) -> Iterator[torch.Tensor]:
+    """``map(fn, items)`` in order, with up to ``streams`` calls running at once on worker
+    threads that share this thread's intra-op threads between them (at least one each).
+
+    At most ``streams`` results are pending at a time, so memory is ``streams`` calls' worth.
+    PyTorch's kernels release the GIL; autocast and grad mode are per thread, so ``fn`` sets
+    its own. Threads per worker are set in the worker (OpenMP keeps them per thread).
+    """
+    if streams <= 1 or len(items) <= 1:
+        yield from map(fn, items)
+        return
+    streams = min(streams, len(items))
+    caller_threads = torch.get_num_threads()
+    threads = max(1, caller_threads // streams)
+    pool = ThreadPoolExecutor(streams, initializer=torch.set_num_threads, initargs=(threads,))
+    queue = iter(items)
+    pending = collections.deque(pool.submit(fn, item) for item in itertools.islice(queue, streams))
+    try:
+        while pending:
+            result = pending.popleft().result()
+            following = next(queue, _DONE)
+            if following is not _DONE:  # keep every stream busy while the caller blends
+                pending.append(pool.submit(fn, following))
+            yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if torch.get_num_threads() != caller_threads:  # a build whose thread count is global
+            torch.set_num_threads(caller_threads)
 
 
 def chop_split(
@@ -424,8 +469,10 @@ class RunOptions:
     size, or None (or 0) for whole images. ``tile_overlap``/``tile_batch``: the tiles' overlap
     in LR pixels and tiles per model call (None: the plan's; an explicit tile overlaps by
     :data:`DEFAULT_OVERLAP`). ``tile_margin``: the outer pixels of each overlap left to the
-    neighbouring tile in the blend (None: the plan's; 0 with an explicit tile). ``chop``: the
-    authors' recursive tiling instead.
+    neighbouring tile in the blend (None: the plan's; 0 with an explicit tile).
+    ``tile_streams``: model calls running at once, each on its share of the CPU threads (None:
+    :data:`CPU_STREAMS` on a CPU with that many threads, else 1). ``chop``: the authors'
+    recursive tiling instead.
     ``self_ensemble``: average the 8 flips/transposes. ``precision``: ``"auto"`` (bf16 where
     it is fast, :func:`fast_bf16`; else fp32), ``"fp32"``, ``"bf16"`` or ``"fp16"`` (GPU).
     ``device``: ``"auto"`` (CUDA when there is one), ``"cpu"``, ``"cuda[:N]"``.
@@ -436,6 +483,7 @@ class RunOptions:
     tile_overlap: int | None = None
     tile_batch: int | None = None
     tile_margin: int | None = None
+    tile_streams: int | None = None
     chop: bool = False
     self_ensemble: bool = False
     precision: str = "auto"
@@ -444,8 +492,10 @@ class RunOptions:
 
     def __post_init__(self) -> None:
         tile = None if self.tile == 0 else self.tile
-        if tile is not None and tile != "auto" and (
-            isinstance(tile, bool) or not isinstance(tile, int) or tile < MIN_INPUT_SIZE
+        if (
+            tile is not None
+            and tile != "auto"
+            and (isinstance(tile, bool) or not isinstance(tile, int) or tile < MIN_INPUT_SIZE)
         ):
             raise ValueError(
                 f"tile must be an integer >= {MIN_INPUT_SIZE}, 'auto' or None, got {tile!r}"
@@ -457,6 +507,8 @@ class RunOptions:
             raise ValueError(f"tiles per call must be >= 1, got {self.tile_batch}")
         if self.tile_margin is not None and self.tile_margin < 0:
             raise ValueError(f"tile margin must be >= 0, got {self.tile_margin}")
+        if self.tile_streams is not None and self.tile_streams < 1:
+            raise ValueError(f"tile streams must be >= 1, got {self.tile_streams}")
         if self.chop and tile not in ("auto", None):
             raise ValueError("give either a tile size or chop, not both")
         if self.precision not in PRECISION_CHOICES:
@@ -474,11 +526,11 @@ class RunOptions:
 class Plan:
     """How one image is run: ``tile`` LR pixels square (None: whole) overlapping by
     ``overlap`` (its outer ``margin`` pixels left to the neighbour in the blend), ``batch``
-    tiles per model call, or the authors' chop; in ``precision``.
+    tiles per model call and ``streams`` calls at once, or the authors' chop; in ``precision``.
 
     ``calls``: tiles run (x8 with self-ensemble); ``needed``: estimated peak bytes (output
-    buffers + the model on one call); ``budget``: the bytes available (0: not planned for
-    memory).
+    buffers + the model on ``streams`` calls); ``budget``: the bytes available (0: not
+    planned for memory).
     """
 
     tile: int | None
@@ -487,6 +539,7 @@ class Plan:
     chop: bool = False
     precision: str = "fp32"
     margin: int = 0
+    streams: int = 1
     calls: int = 1
     needed: int = 0
     budget: int = 0
@@ -617,7 +670,8 @@ def plan_run(
         piece, batch = (min(plan.tile, h), min(plan.tile, w)), plan.batch
     else:
         piece, batch = (h, w), 1
-    needed = reserve + descriptor.memory(piece[0] * batch * images, piece[1])
+    streams = min(plan.streams, math.ceil(tiles / batch)) if tiled and not plan.chop else 1
+    needed = reserve + streams * descriptor.memory(piece[0] * batch * images, piece[1])
     if needed > total:
         raise refuse(reserve, piece, batch)
     return dataclasses.replace(
@@ -626,6 +680,7 @@ def plan_run(
         overlap=plan.overlap if tiled else 0,
         batch=batch if tiled else 1,
         margin=plan.margin if tiled else 0,
+        streams=streams,
         precision=precision,
         calls=tiles * calls_per_tile,
         needed=needed,
@@ -651,19 +706,27 @@ def _choose_tiling(
             raise MemoryError
         return max(MIN_INPUT_SIZE, int(math.sqrt((budget - descriptor.memory_constant) / unit)))
 
-    def shrink(tile: int, batch: int) -> tuple[int, int]:
-        """Fewer tiles per call first, then smaller tiles, until a call fits the budget."""
+    def shrink(tile: int, batch: int) -> tuple[int, int, int]:
+        """Fewer streams first, then fewer tiles per call, then smaller tiles, until the calls
+        running at once fit the budget. Returns (tile, batch, streams)."""
+        count = streams
         if budget is None:
-            return tile, batch
+            return tile, batch, count
+        while count > 1 and count * descriptor.memory(tile * batch * images, tile) > budget:
+            count -= 1
         while batch > 1 and descriptor.memory(tile * batch * images, tile) > budget:
             batch //= 2
-        return min(tile, fit_tile(batch)), batch
+        return min(tile, fit_tile(batch)), batch, count
 
     def overlap(default: int, cap: int | None = None) -> int:
         if options.tile_overlap is not None:
             return options.tile_overlap
         return default if cap is None else min(default, cap // 4)
 
+    if options.tile_streams is not None:
+        streams = options.tile_streams
+    else:
+        streams = min(CPU_STREAMS, torch.get_num_threads()) if device.type == "cpu" else 1
     if options.chop:
         return Plan(tile=None, overlap=0, chop=True)
     if not descriptor.tileable:
@@ -676,12 +739,13 @@ def _choose_tiling(
     if options.tile != "auto":
         if options.tile is None:  # whole, as asked: the final check refuses what cannot fit
             return Plan(tile=None, overlap=overlap(0))
-        tile, batch = shrink(options.tile, batch)
+        tile, batch, count = shrink(options.tile, batch)
         return Plan(
             tile=tile,
             overlap=overlap(DEFAULT_OVERLAP),
             batch=batch,
             margin=options.tile_margin or 0,
+            streams=count,
         )
     assert budget is not None
     fit = fit_tile()
@@ -689,7 +753,7 @@ def _choose_tiling(
     if device.type != "cpu" or preferred is None:  # a GPU: whole when it fits
         if fits_whole:
             return Plan(tile=None, overlap=overlap(0))
-        return Plan(tile=fit, overlap=overlap(DEFAULT_OVERLAP, cap=fit), batch=1)
+        return Plan(tile=fit, overlap=overlap(DEFAULT_OVERLAP, cap=fit), batch=1, streams=1)
     whole = (
         h * w <= CPU_TILE_PIXELS  # the generic plan: whole images up to CPU_TILE_PIXELS
         if descriptor.tile_plan is None
@@ -697,13 +761,14 @@ def _choose_tiling(
     )
     if whole and fits_whole:
         return Plan(tile=None, overlap=overlap(0))
-    tile, batch = shrink(preferred.tile, batch)
+    tile, batch, count = shrink(preferred.tile, batch)
     margin = preferred.margin if options.tile_margin is None else options.tile_margin
     return Plan(
         tile=tile,
         overlap=overlap(preferred.overlap, cap=tile if tile < preferred.tile else None),
         batch=batch,
         margin=margin,
+        streams=count,
     )
 
 
@@ -774,6 +839,7 @@ class Upscaler:
                 overlap=plan.overlap,
                 batch=plan.batch * x.shape[0],
                 margin=plan.margin,
+                streams=plan.streams,
                 on_tile=on_tile,
             )
 

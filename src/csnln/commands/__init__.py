@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def add_tile_options(parser: argparse.ArgumentParser) -> None:
-    """``--tile-overlap``, ``--tile-batch`` and ``--tile-margin`` (the fields of
+    """``--tile-overlap``, ``--tile-batch``, ``--tile-streams`` and ``--tile-margin`` (the fields of
     :class:`csnln.inference.RunOptions` that refine a tile plan), as upscale and eval take them."""
     from ..inference import DEFAULT_OVERLAP
 
@@ -31,6 +31,13 @@ def add_tile_options(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="tiles per model call (default: the tile plan's; 1 for models without one); "
         "changes speed and memory, not the result",
+    )
+    parser.add_argument(
+        "--tile-streams",
+        type=int,
+        metavar="N",
+        help="model calls running at once, each on its share of the CPU threads (default: "
+        "2 on a CPU with 2 or more threads, else 1); changes speed and memory, not the result",
     )
     parser.add_argument(
         "--tile-margin",
@@ -55,6 +62,7 @@ def run_options(args: argparse.Namespace, *, chop: bool = False) -> RunOptions:
         tile="auto" if args.tile is None else (args.tile or None),
         tile_overlap=args.tile_overlap,
         tile_batch=args.tile_batch,
+        tile_streams=args.tile_streams,
         tile_margin=args.tile_margin,
         chop=chop,
         self_ensemble=args.self_ensemble,

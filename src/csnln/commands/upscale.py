@@ -181,13 +181,15 @@ class _TileProgress:
     def update(self) -> None:
         self.done += 1
         plan = self.plan
-        if plan is not None and plan.calls > 1 and self.done == min(plan.batch, plan.calls):
+        first_wave = min(plan.batch * plan.streams, plan.calls) if plan is not None else 0
+        if plan is not None and plan.calls > 1 and self.done == first_wave:
             elapsed = time.perf_counter() - self.started
             estimate = elapsed * plan.calls / self.done
             if estimate > self.LONG_JOB_S:
                 tiles = f"{plan.calls} tiles of {plan.tile}" if plan.tile else f"{plan.calls} calls"
                 tqdm.write(
-                    f"{self.name}: {tiles} (overlap {plan.overlap}, {plan.batch} per call), "
+                    f"{self.name}: {tiles} (overlap {plan.overlap}, {plan.batch} per call, "
+                    f"{plan.streams} at once), "
                     f"{plan.precision}: about {_duration(estimate)}",
                     file=sys.stderr,
                 )
