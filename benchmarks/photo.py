@@ -27,6 +27,7 @@ the same plans on Set5 and B100 (every ``--b100-every``-th image), as ``csnln ev
 
     python benchmarks/photo.py                    # Kodak 1-2, a 1-Mpx photo; x2 x3 x4
     python benchmarks/photo.py --scales 2 --kodak 24 --budget 1e9
+    python benchmarks/photo.py --scales 3 4 --plans before now   # without the 1-stream rows
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ KODAK = SHARED / "train" / "Kodak24"
 PHOTO = SHARED / "train" / "Wiki49" / "005.webp"
 SET5 = SHARED / "benchmark" / "Set5" / "HR"
 B100 = SHARED / "benchmark" / "B100" / "HR"
+
+
+PLANS = ("before", "one-stream", "now")
 
 
 class _Stop(Exception):
@@ -210,7 +214,17 @@ def main() -> int:
     parser.add_argument("--b100-every", type=int, default=10, help="default: every 10th image")
     parser.add_argument("--no-quality", action="store_true")
     parser.add_argument("--baseline", default="b098e83", help="the commit of the before rows")
+    parser.add_argument(
+        "--plans",
+        nargs="+",
+        choices=PLANS,
+        default=list(PLANS),
+        help="which plans to time (default: all; `before` is the ratios' reference)",
+    )
     args = parser.parse_args()
+    if "before" not in args.plans:
+        parser.error("--plans needs `before`: the speed-ups are against it")
+    args.plans = [plan for plan in PLANS if plan in args.plans]  # before first
     if not KODAK.is_dir():
         print(f"{KODAK} not found: this benchmark needs ../shared", file=sys.stderr)
         return 2
@@ -237,7 +251,7 @@ def main() -> int:
     for image in images:
         for scale in args.scales:
             rows = []
-            for plan in ("before", "one-stream", "now"):
+            for plan in args.plans:
                 for precision in ("fp32", "bf16"):
                     spec = {
                         "model": args.model,

@@ -254,8 +254,9 @@ def run_tiled(
     tiles covering it. With one tile covering the image (or ``tile=None``) this is exactly
     ``forward(lr)``. ``batch`` tiles (all of one size) go through ``forward`` in one call, as
     one batch: small tiles alone leave the CPU's matrix kernels underfed. ``streams`` calls
-    run at once, each on its own thread with its share of the intra-op threads (the result is
-    the same; see :data:`CPU_STREAMS`). ``on_tile`` is called once per tile, in tile order.
+    run at once, each on its own thread with its share of the intra-op threads (the same
+    result up to float rounding; see :data:`CPU_STREAMS`). ``on_tile`` is called once per
+    tile, in tile order.
     """
     n, _, h, w = lr.shape
     if tile is None or (tile >= h and tile >= w):

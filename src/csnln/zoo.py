@@ -50,12 +50,12 @@ BUNDLED: dict[str, BundledModel] = {
         files={s: f"csnln_small_x{s}.safetensors" for s in (2, 3, 4)},
         tile_plans={
             2: TilePlan(tile=40, overlap=8, batch=8, margin=3),
-            3: TilePlan(tile=36, overlap=6, batch=8),
-            4: TilePlan(tile=16, overlap=4, batch=8),
+            3: TilePlan(tile=30, overlap=6, batch=8),
+            4: TilePlan(tile=32, overlap=4, batch=8),
         },
         # csnln eval's default options (these tile plans, fp32) on Set5, as `csnln eval --data
         # Set5 Set14 B100` printed it (benchmarks/results/eval_small.md, 2026-12-02)
-        set5_psnr={2: 36.972, 3: 32.402, 4: 30.360},
+        set5_psnr={2: 36.972, 3: 32.686, 4: 30.721},
     ),
 }
 

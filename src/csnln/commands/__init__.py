@@ -37,7 +37,8 @@ def add_tile_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="model calls running at once, each on its share of the CPU threads (default: "
-        "2 on a CPU with 2 or more threads, else 1); changes speed and memory, not the result",
+        "2 on a CPU with 2 or more threads, else 1); changes speed and memory, the result only "
+        "by float rounding",
     )
     parser.add_argument(
         "--tile-margin",
