@@ -191,6 +191,25 @@ def test_too_large_for_the_budget_is_refused(tiny: csnln.CSNLN) -> None:
         plan_upscale(tiny, 2000, 2000, max_memory="400MB", device="cpu")
 
 
+def test_refusal_counts_the_calls_running_at_once(
+    tiny: csnln.CSNLN, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fixed tile without a budget keeps its two calls at once; when the free memory holds
+    # one call but not two, the refusal's figures are those of both calls.
+    from csnln import inference
+
+    options = dict(tile=32, tile_overlap=4, tile_batch=1, tile_streams=2, device="cpu")
+    one = plan_upscale(tiny, 100, 100, **options, max_memory="8GB")
+    assert one.streams == 2
+    call = (
+        one.needed - inference.output_bytes(2, 100, 100, 1, tiled=True, alpha=False, ensemble=False)
+    ) // 2
+    monkeypatch.setattr(inference, "available_memory", lambda device: one.needed - call // 2)
+    with pytest.raises(MemoryBudgetError, match="2 calls at once") as info:
+        plan_upscale(tiny, 100, 100, **options)
+    assert info.value.needed == one.needed > info.value.budget
+
+
 def test_cli_refuses_with_the_numbers(
     tmp_path: Path, tiny_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:

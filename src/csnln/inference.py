@@ -621,10 +621,12 @@ def plan_run(
             scale, h, w, images, tiled=tiled, alpha=alpha, ensemble=options.self_ensemble
         )
 
-    def refuse(reserve: int, piece: tuple[int, int] | None = None, batch: int = 1) -> Exception:
+    def refuse(
+        reserve: int, piece: tuple[int, int] | None = None, batch: int = 1, streams: int = 1
+    ) -> Exception:
         smallest = piece is None
         piece = piece or (min(MIN_INPUT_SIZE, h), min(MIN_INPUT_SIZE, w))
-        model_bytes = descriptor.memory(piece[0] * batch * images, piece[1])
+        model_bytes = streams * descriptor.memory(piece[0] * batch * images, piece[1])
         needed = reserve + model_bytes
         if explicit is not None:
             where, hint = "--max-memory / max_memory", ""
@@ -637,6 +639,7 @@ def plan_run(
             else "the whole image"
             if piece == (h, w)
             else f"{piece[1]}x{piece[0]} tiles"
+            + (f", {streams} calls at once" if streams > 1 else "")
         )
         return MemoryBudgetError(
             f"{w}x{h} at x{scale} needs about {_gb(needed)} ({_gb(reserve)} for the "
@@ -674,7 +677,7 @@ def plan_run(
     streams = min(plan.streams, math.ceil(tiles / batch)) if tiled and not plan.chop else 1
     needed = reserve + streams * descriptor.memory(piece[0] * batch * images, piece[1])
     if needed > total:
-        raise refuse(reserve, piece, batch)
+        raise refuse(reserve, piece, batch, streams)
     return dataclasses.replace(
         plan,
         tile=plan.tile if tiled else None,
