@@ -54,8 +54,8 @@ BUNDLED: dict[str, BundledModel] = {
             4: TilePlan(tile=32, overlap=4, batch=8),
         },
         # csnln eval's default options (these tile plans, fp32) on Set5, as `csnln eval --data
-        # Set5 Set14 B100` printed it (benchmarks/results/eval_small.md, 2026-12-02)
-        set5_psnr={2: 36.972, 3: 32.686, 4: 30.721},
+        # Set5 Set14 B100` printed it (benchmarks/results/eval_small.md: x2 run 2, x3/x4 run 3)
+        set5_psnr={2: 36.972, 3: 32.823, 4: 30.867},
     ),
 }
 
