@@ -633,6 +633,7 @@ def plan_run(
         else:
             where = "the free memory"
             hint = "" if smallest else "; use tiling (--tile N or --max-memory) or a smaller tile"
+            hint += " or --tile-streams 1" if streams > 1 else ""
         on = (
             "the smallest tile"
             if smallest
