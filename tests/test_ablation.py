@@ -16,6 +16,7 @@ from csnln import CSNLN
 from csnln.ablation import (
     BUDGETS,
     REFERENCE,
+    STUDIES,
     Budget,
     Variant,
     estimate_cost,
@@ -29,6 +30,7 @@ from csnln.ablation import (
     verdict,
     write_report,
 )
+from csnln.ablation import _at as curve_at
 from csnln.cli import main
 from csnln.training import ConfigError, apply_overrides, build_model, load_config
 
@@ -44,6 +46,7 @@ TINY = Budget(
     lr=1e-3,
     seeds=(0, 1),
     depths=(1, 2),
+    widths=(4, 6),
     unroll=(1, 2, 3),
     val_every=1,
     precision="fp32",
@@ -98,8 +101,19 @@ def test_studies_have_the_issue_variants() -> None:
     assert len(runs) == len(set(runs)) == 13 * len(small.seeds)
     # The first seed of every variant comes before any second seed.
     assert [seed for _, seed in runs] == [0] * 13 + [1] * 13
+    widths = study_variants("width", small)
+    assert [v.width(small) for v in widths] == [8, 16, 32]
+    # The width study's reference is the others' (same run folder, trained once).
+    assert widths[1] == REFERENCE.resolved(small)
+    assert [v.key for v in widths] == [
+        "LIC-projection-p3-d4-f8",
+        "LIC-projection-p3-d4",
+        "LIC-projection-p3-d4-f32",
+    ]
+    assert widths[2].network(small).config.n_feats == 32
+    assert len(study_runs(list(STUDIES), small)) == 15 * len(small.seeds)
     with pytest.raises(ValueError, match="unknown study"):
-        study_variants("width", small)
+        study_variants("breadth", small)
 
 
 def test_unrolled_same_depth_is_identical_and_others_run() -> None:
@@ -210,6 +224,35 @@ def test_study_runs_resumes_shares_and_reports(tmp_path: Path, data: tuple[str, 
     assert "unrolled to other step counts" in depth and "**" in depth
 
 
+def test_width_study_trains_each_width_and_compares_at_equal_time(
+    tmp_path: Path, data: tuple[str, Path]
+) -> None:
+    train, bench = data
+    out = tmp_path / "abl"
+    results = run_study("width", TINY, out, train_dirs=[train], benchmarks=bench)
+    assert sorted({r.variant.width(TINY) for r in results}) == [4, 6]
+    wide = Variant(n_feats=6).resolved(TINY)
+    config = (run_dir(out, TINY, wide, 0) / "config.yaml").read_text()
+    assert "n_feats: 6" in config
+    report = write_report("width", TINY, out, benchmarks=bench).read_text()
+    assert "## At equal training time" in report
+    section = report.split("## At equal training time")[1]
+    rows = [r for r in section.splitlines() if r.startswith("| n_feats")]
+    assert [r.split(" | ")[0] for r in rows] == ["| n_feats 4", "| n_feats 6"]
+    assert "reference" in rows[0]
+    # The wider one is compared at the time the cheaper reference finished: a figure, a Δ.
+    cells = [c.strip() for c in rows[1].strip("|").split("|")]
+    assert float(cells[1]) > 0 and cells[-1].startswith(("+", "-"))
+    assert (out / "tiny" / "width_time.png").is_file()
+
+
+def test_curves_are_read_between_their_points() -> None:
+    curve = [(1.0, 30.0), (3.0, 32.0)]
+    assert curve_at(curve, 2.0) == pytest.approx(31.0)
+    assert curve_at(curve, 3.0) == 32.0
+    assert curve_at(curve, 0.5) is None and curve_at(curve, 3.5) is None
+
+
 def test_report_lists_runs_not_finished(tmp_path: Path) -> None:
     report = write_report("patch", TINY, tmp_path, timing=False).read_text()
     assert report.count("not run yet") == 3 * 2
@@ -305,6 +348,7 @@ def test_validation_cannot_change_a_run(tmp_path: Path, data: tuple[str, Path]) 
 def test_budgets_are_consistent() -> None:
     for budget in BUDGETS.values():
         assert budget.depth in budget.depths and set(budget.depths) <= set(budget.unroll)
+        assert budget.n_feats in budget.widths
         assert len(budget.seeds) >= 2
         assert dataclasses.replace(budget).describe() == budget.describe()
     assert Variant().resolved(BUDGETS["small"]).key == "LIC-projection-p3-d4"

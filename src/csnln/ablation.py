@@ -1,7 +1,8 @@
-"""The paper's ablations, re-run (``csnln ablate``): branches, fusion, matching patch, depth.
+"""The paper's ablations, re-run (``csnln ablate``): branches, fusion, matching patch, depth,
+and width.
 
 A *study* is a list of *variants* of the network (one constructor option changed from the
-reference: all three branches, mutual-projected fusion, p = 3, the budget's depth). Every
+reference: all three branches, mutual-projected fusion, p = 3, the budget's depth and width). Every
 variant is trained from scratch with the same data, steps, schedule and seeds through the
 training loop of ``csnln train`` (each run folder holds the ``config.yaml`` that ``csnln
 train`` re-runs), evaluated at x2 on Set5 and B100 with its final weights, and the study's
@@ -86,6 +87,7 @@ class Budget:
     lr: float
     seeds: tuple[int, ...]
     depths: tuple[int, ...]  # the depth study's trained step counts
+    widths: tuple[int, ...]  # the width study's n_feats
     unroll: tuple[int, ...]  # the step counts each depth-study model is run with at test time
     val_every: int
     precision: str = "bf16"
@@ -108,18 +110,20 @@ BUDGETS: dict[str, Budget] = {
     # 2 CPU cores: about 10 minutes of training per run at depth 4 (one thread).
     "small": Budget(
         "small", n_feats=16, depth=4, patch=16, batch=16, steps=3000, lr=5e-4, seeds=(0, 1),
-        depths=(1, 2, 4, 8), unroll=(1, 2, 4, 8, 12), val_every=500, unroll_sets=("Set5",),
+        depths=(1, 2, 4, 8), widths=(8, 16, 32), unroll=(1, 2, 4, 8, 12), val_every=500,
+        unroll_sets=("Set5",),
     ),
     # One GPU, a few hours for all studies.
     "medium": Budget(
         "medium", n_feats=32, depth=4, patch=32, batch=16, steps=20_000, lr=3e-4,
-        seeds=(0, 1), depths=(1, 2, 4, 8, 12), unroll=(1, 2, 4, 8, 12, 16), val_every=1000,
+        seeds=(0, 1), depths=(1, 2, 4, 8, 12), widths=(16, 32, 64),
+        unroll=(1, 2, 4, 8, 12, 16), val_every=1000,
     ),
     # The paper's network and crop on GPUs (its 1M steps cut to 100k).
     "paper": Budget(
         "paper", n_feats=128, depth=12, patch=48, batch=16, steps=100_000, lr=1e-4,
-        seeds=(0, 1), depths=(1, 2, 4, 8, 12), unroll=(1, 2, 4, 8, 12, 16), val_every=5000,
-        eval_tile=64, eval_overlap=16,
+        seeds=(0, 1), depths=(1, 2, 4, 8, 12), widths=(32, 64, 128),
+        unroll=(1, 2, 4, 8, 12, 16), val_every=5000, eval_tile=64, eval_overlap=16,
     ),
 }  # fmt: skip
 
@@ -132,15 +136,22 @@ class Variant:
     fusion: str = "projection"
     patch_size: int = 3
     depth: int | None = None  # None: the budget's
+    # None: the budget's. Resolved to None when it equals the budget's, so that the reference
+    # of the width study is the reference of the others (and keeps its run folder).
+    n_feats: int | None = None
 
     def resolved(self, budget: Budget) -> Variant:
-        return dataclasses.replace(self, depth=self.depth or budget.depth)
+        n_feats = None if self.n_feats == budget.n_feats else self.n_feats
+        return dataclasses.replace(self, depth=self.depth or budget.depth, n_feats=n_feats)
+
+    def width(self, budget: Budget) -> int:
+        return self.n_feats or budget.n_feats
 
     def network(self, budget: Budget) -> CSNLN:
-        """A freshly initialised network of this variant at ``budget``'s width."""
+        """A freshly initialised network of this variant."""
         return CSNLN(
             SCALE,
-            budget.n_feats,
+            self.width(budget),
             self.depth or budget.depth,
             branches=self.branches,
             fusion=self.fusion,
@@ -149,15 +160,18 @@ class Variant:
 
     @property
     def key(self) -> str:
-        """A folder name: ``LIC-projection-p3-d4``."""
+        """A folder name: ``LIC-projection-p3-d4`` (``-f32`` added when the width is not
+        the budget's)."""
         branches = "".join(SHORT[b] for b in self.branches)
-        return f"{branches}-{self.fusion}-p{self.patch_size}-d{self.depth}"
+        width = f"-f{self.n_feats}" if self.n_feats else ""
+        return f"{branches}-{self.fusion}-p{self.patch_size}-d{self.depth}{width}"
 
     @property
     def label(self) -> str:
+        width = f", n_feats {self.n_feats}" if self.n_feats else ""
         return (
             f"{'+'.join(self.branches)}, {self.fusion}, p={self.patch_size}, "
-            f"{self.depth} step{'s' if self.depth != 1 else ''}"
+            f"{self.depth} step{'s' if self.depth != 1 else ''}{width}"
         )
 
 
@@ -189,6 +203,12 @@ STUDIES: dict[str, tuple[str, Callable[[Budget], list[Variant]], str]] = {
         "steps gains from being run with more or fewer.",
         lambda budget: [Variant(depth=d) for d in budget.depths],
         "depth",
+    ),
+    "width": (
+        "How wide the network should be (n_feats, the channels of every layer), at the same "
+        "steps, and which width is ahead at equal training time.",
+        lambda budget: [Variant(n_feats=f) for f in budget.widths],
+        "n_feats",
     ),
 }
 REFERENCE = Variant()
@@ -281,7 +301,7 @@ def train_config(
             "seed": seed,
             "model": {
                 "scale": SCALE,
-                "n_feats": budget.n_feats,
+                "n_feats": variant.width(budget),
                 "depth": variant.depth,
                 "branches": list(variant.branches),
                 "fusion": variant.fusion,
@@ -604,6 +624,34 @@ def _validations(budget: Budget) -> int:
     return budget.steps // every + (budget.steps % every != 0) if every else 1
 
 
+def step_seconds(
+    model: CSNLN,
+    budget: Budget,
+    target: torch.device,
+    clock: Callable[[], float],
+    timed_steps: int = 4,
+) -> float:
+    """Seconds of ``clock`` per full training step of ``model`` at the budget's batch and
+    patch (random data: forward, backward, clip, Adam), after one untimed step."""
+    from .inference import precision_context
+    from .training.loop import l1_loss
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=budget.lr)
+    lr = torch.rand(budget.batch, 3, budget.patch, budget.patch, device=target)
+    hr = torch.rand(budget.batch, 3, SCALE * budget.patch, SCALE * budget.patch, device=target)
+    began = 0.0
+    for i in range(timed_steps + 1):
+        if i == 1:
+            began = clock()
+        with precision_context(budget.precision, target):
+            sr = model(lr)
+        l1_loss(sr.float(), hr).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return (clock() - began) / timed_steps
+
+
 def estimate_cost(
     runs: Sequence[tuple[Variant, int]],
     budget: Budget,
@@ -622,8 +670,7 @@ def estimate_cost(
     On a CPU the clock is the process's CPU time, so the figure is core-hours whatever else
     the machine is doing (contention for caches and memory still shows)."""
     from .evaluation import evaluate
-    from .inference import precision_context, resolve_device
-    from .training.loop import l1_loss
+    from .inference import resolve_device
 
     target = resolve_device(device)
     clock = _clock(target)
@@ -644,22 +691,7 @@ def estimate_cost(
                 on_variant(index, len(counts), variant)
             torch.manual_seed(0)
             model = variant.network(budget).to(target)
-            optimizer = torch.optim.Adam(model.parameters(), lr=budget.lr)
-            lr = torch.rand(budget.batch, 3, budget.patch, budget.patch, device=target)
-            hr = torch.rand(
-                budget.batch, 3, SCALE * budget.patch, SCALE * budget.patch, device=target
-            )
-            began = 0.0
-            for i in range(timed_steps + 1):
-                if i == 1:
-                    began = clock()
-                with precision_context(budget.precision, target):
-                    sr = model(lr)
-                l1_loss(sr.float(), hr).backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            step = (clock() - began) / timed_steps
+            step = step_seconds(model, budget, target, clock, timed_steps)
             model.eval()
 
             # A validation pass is the final evaluation on Set5 (see train_config).
@@ -893,7 +925,7 @@ def write_report(
         model = variant.network(budget).eval()
         params = sum(p.numel() for p in model.parameters() if p.requires_grad)
         mflop = mflop_per_pixel(model, budget.eval_tile)
-        name = _short(variant, option)
+        name = _short(variant, option, budget)
         if summary is None:
             lines.append(
                 f"| {name} | {params:,} | {mflop:.2f} | | 0 | "
@@ -932,6 +964,10 @@ def write_report(
         curves[name] = _mean_curve(found[variant])
     if study == "depth":
         lines += _unroll_table(found, budget, sets)
+    time_curves: dict[str, list[tuple[float, float]]] = {}
+    if study == "width" and timing:
+        section, time_curves = _equal_time(found, budget, option)
+        lines += section
     plots = []
     if any(curves.values()):
         line_chart(
@@ -951,11 +987,21 @@ def write_report(
             "",
             f"![PSNR against cost]({study}_cost.png)",
         ]
+    if any(time_curves.values()):
+        line_chart(
+            time_curves,
+            folder / f"{study}_time.png",
+            title=f"{study}: Set5 x{SCALE} validation PSNR against training time (mean of seeds)",
+            x_label="training minutes (steps x the step cost measured here; CPU: core-minutes)",
+        )
+        plots += ["", f"![PSNR against training time]({study}_time.png)"]
     text = "\n".join(lines + plots) + "\n"
     return atomic_write(folder / f"{study}.md", lambda tmp: tmp.write_text(text))
 
 
-def _short(variant: Variant, option: str) -> str:
+def _short(variant: Variant, option: str, budget: Budget) -> str:
+    if option == "n_feats":
+        return f"n_feats {variant.width(budget)}"
     if option == "branches":
         return "+".join(variant.branches)
     if option == "fusion":
@@ -963,6 +1009,74 @@ def _short(variant: Variant, option: str) -> str:
     if option == "patch_size":
         return f"p = {variant.patch_size}"
     return f"{variant.depth} step{'s' if variant.depth != 1 else ''}"
+
+
+def _at(curve: Sequence[tuple[float, float]], x: float) -> float | None:
+    """``curve`` (increasing x) read at ``x`` by linear interpolation; None outside it."""
+    for (x0, y0), (x1, y1) in zip(curve, curve[1:], strict=False):
+        if x0 <= x <= x1:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0) if x1 > x0 else y1
+    if curve and math.isclose(curve[-1][0], x):
+        return curve[-1][1]
+    return None
+
+
+def _equal_time(
+    found: dict[Variant, list[RunResult]], budget: Budget, option: str
+) -> tuple[list[str], dict[str, list[tuple[float, float]]]]:
+    """The width study at equal training time: each variant's step cost measured here (CPU
+    time, one variant after the other), its validation curve put on that time axis, and each
+    variant compared with the reference at the time the cheaper of the two finished."""
+    from .inference import resolve_device
+
+    target = resolve_device("auto")
+    clock = _clock(target)
+    clock_name = "CPU" if target.type == "cpu" else "GPU"
+    costs: dict[Variant, float] = {}
+    curves: dict[Variant, list[tuple[float, float]]] = {}
+    for variant, runs in found.items():
+        if not runs:
+            continue
+        torch.manual_seed(0)
+        costs[variant] = step_seconds(variant.network(budget), budget, target, clock)
+        curves[variant] = [(step * costs[variant] / 60, p) for step, p in _mean_curve(runs)]
+    reference = REFERENCE.resolved(budget)
+    lines = [
+        "",
+        "## At equal training time",
+        "",
+        " ".join(
+            [
+                "The same runs on a time axis: each variant's training step (batch",
+                f"{budget.batch}, LR patch {budget.patch}, {budget.precision}) timed here in",
+                f"{clock_name} time, one variant after the other, times the steps. Each",
+                "variant is compared with the reference at the time the cheaper of the two",
+                "finished, both read off their Set5 validation curves (mean of seeds, linear",
+                "between validations). Read with care: a curve read before its end is not",
+                "annealed (its cosine learning rate is still high), so Δ favours the run that",
+                "finished at that time: it understates a wider variant and overstates a",
+                "narrower one.",
+            ]
+        ),
+        "",
+        f"| variant | s / step ({clock_name}) | min, the budget's steps | at min | Set5 there "
+        "| reference there | Δ |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for variant, cost in costs.items():
+        name = _short(variant, option, budget)
+        total = cost * budget.steps / 60
+        cells = ["", "", "", ""]
+        if reference in curves and variant != reference:
+            when = min(curves[variant][-1][0], curves[reference][-1][0])
+            mine, theirs = _at(curves[variant], when), _at(curves[reference], when)
+            if mine is not None and theirs is not None:
+                cells = [f"{when:.1f}", f"{mine:.3f}", f"{theirs:.3f}", f"{mine - theirs:+.3f}"]
+        elif variant == reference:
+            cells = ["—", "—", "—", "reference"]
+        lines.append(f"| {name} | {cost:.3f} | {total:.1f} | " + " | ".join(cells) + " |")
+    series = {_short(v, option, budget): c for v, c in curves.items()}
+    return lines, series
 
 
 def _unroll_table(

@@ -9,12 +9,14 @@ seeds, evaluated with its final weights on Set5 and B100):
   patch     matching patch size p = 1, 3, 5 (3)
   depth     SEM steps 1, 2, 4, 8 (12 at the larger budgets), and each trained model
             unrolled to other step counts at test time
-  all       the four (the reference variant, in every study, trains once)
+  width     n_feats 8, 16, 32 (16, 32, 64 and 32, 64, 128 at the larger budgets), also
+            compared at equal training time
+  all       the five (the reference variant, in every study, trains once)
 
 Budgets: small (n_feats 16, LR patch 16, 3000 steps, 2 seeds: about 10 minutes of training
-per depth-4 run on one CPU thread; `csnln ablate all` is 26 runs), medium and paper (for a
-GPU). What the pending runs will cost is measured and printed before starting (--estimate:
-only that, per variant).
+per run of depth 4 and width 16 on one CPU thread; `csnln ablate all` is 30 runs), medium and
+paper (for a GPU). What the pending runs will cost is measured and printed before starting
+(--estimate: only that, per variant).
 
 Writes DIR/<budget>/<study>.md with its plots (<study>_curves.png: Set5 validation PSNR
 against steps; <study>_cost.png: final PSNR against MFLOP per pixel) and
