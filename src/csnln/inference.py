@@ -621,13 +621,17 @@ def plan_run(
             scale, h, w, images, tiled=tiled, alpha=alpha, ensemble=options.self_ensemble
         )
 
+    def model_bytes(piece: tuple[int, int], batch: int, streams: int) -> int:
+        """The model's memory for ``streams`` calls at once on ``batch`` pieces each."""
+        return streams * descriptor.memory(piece[0] * batch * images, piece[1])
+
     def refuse(
         reserve: int, piece: tuple[int, int] | None = None, batch: int = 1, streams: int = 1
     ) -> Exception:
         smallest = piece is None
         piece = piece or (min(MIN_INPUT_SIZE, h), min(MIN_INPUT_SIZE, w))
-        model_bytes = streams * descriptor.memory(piece[0] * batch * images, piece[1])
-        needed = reserve + model_bytes
+        model = model_bytes(piece, batch, streams)
+        needed = reserve + model
         if explicit is not None:
             where, hint = "--max-memory / max_memory", ""
         else:
@@ -644,7 +648,7 @@ def plan_run(
         )
         return MemoryBudgetError(
             f"{w}x{h} at x{scale} needs about {_gb(needed)} ({_gb(reserve)} for the "
-            f"{scale * w}x{scale * h} output and its buffers + {_gb(model_bytes)} for the model "
+            f"{scale * w}x{scale * h} output and its buffers + {_gb(model)} for the model "
             f"on {on}), more than the {_gb(total)} memory budget ({where}){hint}",
             needed=needed,
             budget=total,
@@ -676,7 +680,7 @@ def plan_run(
     else:
         piece, batch = (h, w), 1
     streams = min(plan.streams, math.ceil(tiles / batch)) if tiled and not plan.chop else 1
-    needed = reserve + streams * descriptor.memory(piece[0] * batch * images, piece[1])
+    needed = reserve + model_bytes(piece, batch, streams)
     if needed > total:
         raise refuse(reserve, piece, batch, streams)
     return dataclasses.replace(
