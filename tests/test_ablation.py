@@ -18,6 +18,7 @@ from csnln.ablation import (
     REFERENCE,
     STUDIES,
     Budget,
+    RunResult,
     Variant,
     estimate_cost,
     load_results,
@@ -31,6 +32,7 @@ from csnln.ablation import (
     write_report,
 )
 from csnln.ablation import _at as curve_at
+from csnln.ablation import _equal_time as equal_time
 from csnln.cli import main
 from csnln.training import ConfigError, apply_overrides, build_model, load_config
 
@@ -229,12 +231,15 @@ def test_width_study_trains_each_width_and_compares_at_equal_time(
 ) -> None:
     train, bench = data
     out = tmp_path / "abl"
-    results = run_study("width", TINY, out, train_dirs=[train], benchmarks=bench)
-    assert sorted({r.variant.width(TINY) for r in results}) == [4, 6]
-    wide = Variant(n_feats=6).resolved(TINY)
-    config = (run_dir(out, TINY, wide, 0) / "config.yaml").read_text()
+    # Six validations: whichever width times cheaper here (tiny models on a busy machine
+    # can time either way), its end falls inside the other's curve.
+    budget = dataclasses.replace(TINY, steps=6)
+    results = run_study("width", budget, out, train_dirs=[train], benchmarks=bench)
+    assert sorted({r.variant.width(budget) for r in results}) == [4, 6]
+    wide = Variant(n_feats=6).resolved(budget)
+    config = (run_dir(out, budget, wide, 0) / "config.yaml").read_text()
     assert "n_feats: 6" in config
-    report = write_report("width", TINY, out, benchmarks=bench).read_text()
+    report = write_report("width", budget, out, benchmarks=bench).read_text()
     assert "## At equal training time" in report
     section = report.split("## At equal training time")[1]
     rows = [r for r in section.splitlines() if r.startswith("| n_feats")]
@@ -244,6 +249,37 @@ def test_width_study_trains_each_width_and_compares_at_equal_time(
     cells = [c.strip() for c in rows[1].strip("|").split("|")]
     assert float(cells[1]) > 0 and cells[-1].startswith(("+", "-"))
     assert (out / "tiny" / "width_time.png").is_file()
+
+
+def test_equal_time_keeps_only_the_end_of_a_curve_validated_otherwise() -> None:
+    reference, wide = REFERENCE.resolved(TINY), Variant(n_feats=32).resolved(TINY)
+
+    def run(variant: Variant, curve: list[tuple[int, float]], final: float) -> RunResult:
+        return RunResult(
+            variant=variant,
+            seed=0,
+            psnr={"Set5": final, "B100": 0.0},
+            ssim={"Set5": 0.0, "B100": 0.0},
+            unroll={},
+            curve=curve,
+            train_seconds=1.0,
+        )
+
+    found = {
+        # The reference's curve ends 0.3 dB under its final score: validated otherwise.
+        reference: [run(reference, [(1, 20.0), (2, 21.0), (3, 21.7)], 22.0)],
+        wide: [run(wide, [(1, 20.5), (2, 22.5), (3, 23.0)], 23.0)],
+    }
+    # The wide one costs twice the reference per step: compared at the reference's end.
+    lines, series = equal_time(found, TINY, "n_feats", {reference: 1.0, wide: 2.0})
+    assert series["n_feats 4"] == [(pytest.approx(3 / 60), 22.0)]
+    assert len(series["n_feats 32"]) == 3
+    assert any("Only the end" in line and "n_feats 4" in line for line in lines)
+    row = next(line for line in lines if line.startswith("| n_feats 32"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # At the reference's end (3 steps = 1.5 of the wide one's: 21.5 on its curve), against
+    # its final score.
+    assert cells[4:] == ["21.500", "22.000", "-0.500"]
 
 
 def test_curves_are_read_between_their_points() -> None:
