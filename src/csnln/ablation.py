@@ -1039,6 +1039,8 @@ def _equal_time(
     costs: dict[Variant, float] = {}
     curves: dict[Variant, list[tuple[float, float]]] = {}
     only_end: list[str] = []
+    if step_costs is None:  # one untimed round first: the first variant timed paid set-up
+        step_seconds(REFERENCE.resolved(budget).network(budget), budget, target, clock, 2)
     for variant, runs in found.items():
         if not runs:
             continue
@@ -1046,7 +1048,8 @@ def _equal_time(
             costs[variant] = step_costs[variant]
         else:
             torch.manual_seed(0)
-            costs[variant] = step_seconds(variant.network(budget), budget, target, clock)
+            network = variant.network(budget)
+            costs[variant] = step_seconds(network, budget, target, clock, timed_steps=8)
         curves[variant] = [(step * costs[variant] / 60, p) for step, p in _mean_curve(runs)]
         # A curve validated as the final evaluation ends on the final Set5 score; one that
         # does not (runs validated with other tiles before the budget changed) cannot be

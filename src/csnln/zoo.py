@@ -51,11 +51,11 @@ BUNDLED: dict[str, BundledModel] = {
         tile_plans={
             2: TilePlan(tile=40, overlap=8, batch=8, margin=3),
             3: TilePlan(tile=30, overlap=6, batch=8),
-            4: TilePlan(tile=32, overlap=4, batch=8),
+            4: TilePlan(tile=28, overlap=6, batch=8),
         },
         # csnln eval's default options (these tile plans, fp32) on Set5, as `csnln eval --data
-        # Set5 Set14 B100` printed it (benchmarks/results/eval_small.md: x2 run 2, x3/x4 run 3)
-        set5_psnr={2: 36.972, 3: 32.823, 4: 30.867},
+        # Set5 Set14 B100` printed it (benchmarks/results/eval_small.md: x2 run 2, x3/x4 run 4)
+        set5_psnr={2: 36.972, 3: 32.926, 4: 30.998},
     ),
 }
 
