@@ -36,7 +36,9 @@ meaningless. The x2 rows use the default allocator, like the released code's 21 
 ``configs/cpu_small_x{2,3,4}.yaml`` (their model, batch, patch and precision), with the package
 as it is and as it was at ``--baseline`` (a commit, extracted to a temporary folder), in
 alternating fresh processes; the mean of ``--steps`` steps after two warm-up steps, the best of
-``--repeat`` processes.
+``--repeat`` processes, and the largest peak resident size of those processes (the small
+configs keep freed memory in the process, ``train.keep_freed_memory``, which the children
+apply as ``csnln train`` does where the package has the key).
 """
 
 from __future__ import annotations
@@ -167,6 +169,15 @@ def small_step(src: str, config_path: str, steps: str, variant: str = "") -> dic
 
     config = yaml.safe_load(Path(config_path).read_text())
     m, d = config["model"], config["data"]
+    # As `csnln train` with this package: the allocator setting where the package has it
+    # (b098e83 had not; its training ran with glibc's defaults).
+    from csnln.training.config import TrainSection
+
+    keeps = config["train"].get("keep_freed_memory", False)
+    if keeps and "keep_freed_memory" in TrainSection.__dataclass_fields__:
+        from csnln.allocator import keep_freed_memory
+
+        keep_freed_memory()
     torch.manual_seed(0)
     model = csnln.CSNLN(m["scale"], n_feats=m["n_feats"], depth=m["depth"])
     optimizer = torch.optim.Adam(model.parameters(), 1e-4)
@@ -189,7 +200,9 @@ def small_step(src: str, config_path: str, steps: str, variant: str = "") -> dic
     start = time.perf_counter()
     for _ in range(int(steps)):
         step()
-    return {"seconds": (time.perf_counter() - start) / int(steps), "csnln": csnln.__file__}
+    seconds = (time.perf_counter() - start) / int(steps)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": seconds, "peak_mb": peak_mb, "csnln": csnln.__file__}
 
 
 def small_rows(baseline: str, steps: int, repeat: int, variants: list[str]) -> None:
@@ -205,11 +218,15 @@ def small_rows(baseline: str, steps: int, repeat: int, variants: list[str]) -> N
         f"One training step of the small CPU configs: {commit} (now) vs {baseline}; "
         f"mean of {steps} steps after 2, best of {repeat} fresh processes each.\n"
     )
-    print("| config | batch x LR patch | precision | before s / step | now s / step | speed-up |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| config | batch x LR patch | precision | before s / step | now s / step | speed-up "
+        "| before peak MB | now peak MB |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for scale in (2, 3, 4):
         config = ROOT / "configs" / f"cpu_small_x{scale}.yaml"
         best = {"before": float("inf"), "now": float("inf")}
+        peak = {"before": 0.0, "now": 0.0}  # the largest of the processes
         for _ in range(repeat):
             for name, src in (("before", old / "src"), ("now", ROOT / "src")):
                 out = subprocess.run(
@@ -221,13 +238,14 @@ def small_rows(baseline: str, steps: int, repeat: int, variants: list[str]) -> N
                 got = json.loads(out.stdout.strip().splitlines()[-1])
                 assert got["csnln"].startswith(str(src)), got
                 best[name] = min(best[name], got["seconds"])
+                peak[name] = max(peak[name], got["peak_mb"])
         import yaml
 
         cfg = yaml.safe_load(config.read_text())
         print(
             f"| {config.name} | {cfg['data']['batch_size']} x {cfg['data']['patch_size']} "
             f"| {cfg['train']['precision']} | {best['before']:.3f} | {best['now']:.3f} "
-            f"| {best['before'] / best['now']:.2f}x |",
+            f"| {best['before'] / best['now']:.2f}x | {peak['before']:.0f} | {peak['now']:.0f} |",
             flush=True,
         )
     if variants:

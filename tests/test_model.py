@@ -413,3 +413,30 @@ def test_shift_sum_matches_its_definition_and_adjoint(p: int, shape) -> None:
     torch.testing.assert_close((out * grad).sum(), (attn * adjoint).sum())
     if p > 1:
         assert torch.autograd.gradcheck(lambda a: _shift_sum(a, p), (attn,))
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "sliced"])
+def test_rearrangements_equal_unfold_and_the_pixel_shuffles(layout: str) -> None:
+    """The attention's slice-and-permute rearrangements are F.unfold and the pixel shuffles,
+    values and gradients, whatever the input's memory layout."""
+    import torch.nn.functional as F
+
+    from csnln.models.attention import _depth_to_space, _patches, _space_to_depth
+
+    def sample(*shape: int) -> torch.Tensor:
+        x = torch.randn(*shape[:-1], shape[-1] + 2, dtype=torch.float64)
+        if layout == "channels_last":
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = x[..., 1:-1] if layout == "sliced" else x[..., : shape[-1]]
+        return x.requires_grad_()
+
+    for p in (1, 3, 5):
+        x = sample(2, 2, 6, 5)
+        torch.testing.assert_close(_patches(x, p), F.unfold(x, p), rtol=0, atol=0)
+        assert torch.autograd.gradcheck(lambda t, p=p: _patches(t, p), (x,))
+    for u in (2, 3):
+        x, y = sample(1, 2, 2 * u, 3 * u), sample(1, 2 * u * u, 2, 3)
+        torch.testing.assert_close(_space_to_depth(x, u), F.pixel_unshuffle(x, u), rtol=0, atol=0)
+        torch.testing.assert_close(_depth_to_space(y, u), F.pixel_shuffle(y, u), rtol=0, atol=0)
+        assert torch.autograd.gradcheck(lambda t, u=u: _space_to_depth(t, u), (x,))
+        assert torch.autograd.gradcheck(lambda t, u=u: _depth_to_space(t, u), (y,))

@@ -132,7 +132,7 @@ class CrossScaleAttention(nn.Module):
         key = self.patch_keys(x)  # N, C/2 p p, L
         # Values, rearranged so that the paste is one matmul: the u x u block of the input grid
         # under each small-grid position l, N, C u u, L (see `_shift_sum`).
-        values = F.pixel_unshuffle(value, u).flatten(2)
+        values = _space_to_depth(value, u).flatten(2)
         key_t = key.transpose(1, 2)  # N, L, C/2 p p
 
         # Queries, one band of rows at a time (with a halo of `half` rows for the patches).
@@ -150,7 +150,7 @@ class CrossScaleAttention(nn.Module):
         bands = []
         for top in range(0, h, rows):
             bottom = min(h, top + rows)
-            band = F.unfold(query[:, :, top : bottom + 2 * half], p)  # N, C/2 p p, R W
+            band = _patches(query[:, :, top : bottom + 2 * half], p)  # N, C/2 p p, R W
             if keys_last:  # N, R W, L: softmax along contiguous memory, a view back
                 attn = torch.softmax(torch.bmm(band.transpose(1, 2), key), dim=-1).transpose(1, 2)
             else:
@@ -158,7 +158,7 @@ class CrossScaleAttention(nn.Module):
             attn = attn.view(n, h // u, w // u, bottom - top, w)
             paste = torch.bmm(values, _shift_sum(attn, p).flatten(1, 2).flatten(2))
             # N, C u u, (R + p - 1)(W + p - 1) -> the band's canvas N, C, u(R + p - 1), u(W + p - 1)
-            bands.append(F.pixel_shuffle(paste.view(n, c * u * u, bottom - top + 2 * half, -1), u))
+            bands.append(_depth_to_space(paste.view(n, c * u * u, bottom - top + 2 * half, -1), u))
         if len(bands) == 1:
             canvas = bands[0]
         else:
@@ -177,8 +177,37 @@ class CrossScaleAttention(nn.Module):
         h, w = x.shape[-2:]
         u, p = self.factor, self.patch_size
         small = F.interpolate(x, size=(h // u, w // u), mode="bilinear", align_corners=False)
-        key = F.unfold(self.key(small), p, padding=p // 2)  # N, C/2 p p, L
+        key = _patches(F.pad(self.key(small), (p // 2,) * 4), p)  # N, C/2 p p, L
         return key / key.norm(dim=1, keepdim=True).clamp_min(self.norm_floor) * self.temperature
+
+
+# The three rearrangements below are F.unfold (stride 1), F.pixel_unshuffle and
+# F.pixel_shuffle written as slices and permuted copies: the same values in the same order, but
+# PyTorch's CPU kernels for those three (im2col, the shuffles) were the slow ones of a bf16
+# forward pass, several times slower than a plain strided copy (benchmarks/results/photo*.md
+# measures the end-to-end effect).
+
+
+def _patches(x: torch.Tensor, p: int) -> torch.Tensor:
+    """``F.unfold(x, p)``: every ``p x p`` patch of x, N, C p p, (H - p + 1)(W - p + 1)."""
+    n, c, h, w = x.shape
+    rows, cols = h - p + 1, w - p + 1
+    shifted = [x[:, :, dy : dy + rows, dx : dx + cols] for dy in range(p) for dx in range(p)]
+    return torch.stack(shifted, dim=2).reshape(n, c * p * p, rows * cols)
+
+
+def _space_to_depth(x: torch.Tensor, u: int) -> torch.Tensor:
+    """``F.pixel_unshuffle(x, u)``: N, C, uH, uW -> N, C u u, H, W."""
+    n, c, h, w = x.shape
+    blocks = x.reshape(n, c, h // u, u, w // u, u).permute(0, 1, 3, 5, 2, 4)
+    return blocks.reshape(n, c * u * u, h // u, w // u)
+
+
+def _depth_to_space(x: torch.Tensor, u: int) -> torch.Tensor:
+    """``F.pixel_shuffle(x, u)``: N, C u u, H, W -> N, C, uH, uW."""
+    n, c, h, w = x.shape
+    pixels = x.reshape(n, c // (u * u), u, u, h, w).permute(0, 1, 4, 2, 5, 3)
+    return pixels.reshape(n, c // (u * u), h * u, w * u)
 
 
 class _ShiftSum(torch.autograd.Function):

@@ -165,6 +165,13 @@ class TrainSection:
         "gradient scaler, GPU only). Weights and optimizer state stay float32.",
     )
     threads: int = _key(0, "CPU threads per process for PyTorch (0: PyTorch's default).")
+    keep_freed_memory: bool = _key(
+        False,
+        "On a CPU, keep freed memory in the process (glibc `mallopt`, as `csnln upscale` "
+        "does): the step's large attention tensors then reuse memory instead of "
+        "page-faulting anew each step, and the resident size stays at its peak. The small "
+        "CPU configs turn it on.",
+    )
     max_bad_steps: int = _key(
         3,
         "A non-finite loss or gradient skips the step; this many in a row roll back to the "

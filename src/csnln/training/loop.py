@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from ..allocator import keep_freed_memory
 from ..files import atomic_write
 from ..inference import precision_context
 from ..models.checkpoint import save_checkpoint
@@ -487,6 +488,8 @@ class Trainer:
             )
         if config.train.threads:
             torch.set_num_threads(config.train.threads)
+        if config.train.keep_freed_memory and self.device.type == "cpu":
+            keep_freed_memory()
         self.start = _resume_point(config, resume)
 
         # Model, optimizer, gradient scaler (fp16), state; then the checkpoint to continue from.
