@@ -13,8 +13,10 @@ fp32: 930 MB, against 489 MB in the previous run of the same benchmark; x4 LR 48
 991 MB against 623 MB), while the tiled default plan's did not (523 MB against 550 MB).
 
 ``csnln upscale`` and ``csnln eval`` call it at start unless ``--max-memory`` is given (a
-budget must hold). Training does not: over thousands of steps the heap's fragmentation can
-grow the resident size (see ``benchmarks/train_step.py``). A no-op outside Linux/glibc.
+budget must hold). Training calls it only when its config says so (``train.keep_freed_memory``,
+on in the small CPU configs, whose steps allocate the same tensors each time): for the
+paper-size model with activation checkpointing the heap's fragmentation grew the resident size
+step after step (see ``benchmarks/train_step.py``). A no-op outside Linux/glibc.
 """
 
 from __future__ import annotations
