@@ -131,9 +131,13 @@ def read_output(path: Path) -> dict[int, tuple[list[Row], Row | None]]:
     for line in path.read_text().splitlines():
         if line.startswith("## x"):
             scale = int(line[4:].split()[0])
+            if scale in runs:
+                raise SystemExit(f"{path}: more than one run's x{scale} table (give one run's)")
             runs[scale] = ([], None)
         elif scale and line.startswith("| ") and line[2].isdigit():
             cells = [c.strip() for c in line.strip("|").split("|")]
+            if len(cells) != 8:
+                raise SystemExit(f"{path}: not this script's table format: {line}")
             row: Row = (
                 int(cells[0]),
                 int(cells[1]),
@@ -170,12 +174,21 @@ def main() -> int:
         "--from-output",
         type=Path,
         metavar="FILE",
-        help="measure nothing: apply --rule to the tables of a previous run's output",
+        help="measure nothing: apply --rule to the tables of one previous run's output",
     )
     args = parser.parse_args()
     if args.from_output:
-        print(f"Re-chosen from the tables of {args.from_output} (nothing measured):\n")
+        if not args.from_output.is_file():
+            print(f"--from-output {args.from_output}: no such file", file=sys.stderr)
+            return 2
         measured = read_output(args.from_output)
+        if not any(rows for rows, _ in measured.values()):
+            print(
+                f"--from-output {args.from_output}: no tables of this script in it",
+                file=sys.stderr,
+            )
+            return 2
+        print(f"Re-chosen from the tables of {args.from_output} (nothing measured):\n")
     else:
         measured = measure(args)
         if measured is None:
