@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import csnln
+from csnln import inference
 from csnln.inference import (
     Upscaler,
     chop_tile_count,
@@ -216,6 +217,19 @@ def test_auto_plan_is_the_models_measured_plan_on_cpu() -> None:
     buffers = output_bytes(2, 40, 50, 1, tiled=True, alpha=False, ensemble=False)
     budget = descriptor.memory(16 * 2, 16) + buffers + 1
     assert Upscaler(model, device="cpu", max_memory=budget).plan(40, 50).batch == 2
+
+
+def test_fast_bf16_needs_flags_and_a_measured_speedup(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu = torch.device("cpu")
+    speedup = inference.cpu_bf16_speedup()
+    assert speedup > 0 and inference.cpu_bf16_speedup() == speedup  # measured once, cached
+    monkeypatch.setattr(inference, "_cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    monkeypatch.setattr(inference, "cpu_bf16_speedup", lambda: 0.55)  # no AMX: bf16 slower
+    assert not fast_bf16(cpu) and resolve_precision("auto", cpu) == "fp32"
+    monkeypatch.setattr(inference, "cpu_bf16_speedup", lambda: 4.4)
+    assert fast_bf16(cpu) and resolve_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(inference, "_cpu_flags", lambda: frozenset({"avx2"}))
+    assert not fast_bf16(cpu)
 
 
 def test_precision_auto_and_descriptors() -> None:

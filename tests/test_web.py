@@ -26,6 +26,10 @@ from starlette.testclient import TestClient  # noqa: E402
 
 from csnln.web import ServeSettings, create_app  # noqa: E402
 from csnln.web.jobs import Cancelled, Job, JobQueue, QueueFull  # noqa: E402
+from csnln.zoo import load_model  # noqa: E402
+
+#: SEM steps of the bundled x2 model: the attention view shows two maps per step.
+_X2_STEPS = load_model("small", 2).depth
 
 
 def _png(width: int, height: int, seed: int = 0) -> bytes:
@@ -98,7 +102,7 @@ def test_attention_job_reports_maps_in_image_coordinates(client: TestClient) -> 
     status = _wait(client, attention["id"])
     assert status["state"] == "done", status
     maps = status["info"]["maps"]
-    assert len(maps) == 8  # the bundled x2: 4 SEM steps x (in-scale, cross-scale)
+    assert len(maps) == 2 * _X2_STEPS  # the bundled x2's SEM steps x (in-scale, cross-scale)
     for m in maps:
         assert 0 < m["entropy_bits"] <= np.log2(m["positions"]) + 1e-6
         for top in m["top"]:
@@ -426,7 +430,7 @@ def test_browser_upload_slider_zoom_attention(
     attention = driver.find_element(By.ID, "attention")
     _until(driver, lambda d: d.execute_script("return arguments[0].naturalWidth", attention) > 0)
     rows = driver.find_elements(By.CSS_SELECTOR, "#attention-table tbody tr")
-    assert len(rows) == 8
+    assert len(rows) == 2 * _X2_STEPS
     said = driver.find_element(By.ID, "attention-status").text
     x, y = (int(part.split("=")[1]) for part in said.split(",")[:2])
     assert abs(x - 20) <= 1 and abs(y - 10) <= 1, said

@@ -15,6 +15,7 @@ import functools
 import itertools
 import math
 import os
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -83,12 +84,39 @@ def _cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+#: How much faster than float32 a bf16 matrix product must run for ``auto`` to pick bf16.
+BF16_MIN_SPEEDUP = 1.2
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_speedup() -> float:
+    """float32 seconds over bf16 seconds of a 1024² matrix product here (best of three each,
+    measured once per process, about 0.1 s). The CPU flags alone do not tell: a CPU with
+    AVX512-BF16 but no AMX ran a bf16 product at about half the float32 speed, one with AMX
+    at over four times (the matmul peaks of ``benchmarks/results/photo.md`` runs 7 and 5)."""
+    a = torch.randn(1024, 1024)
+
+    def best(x: torch.Tensor) -> float:
+        torch.mm(x, x)  # warm-up: oneDNN picks and caches its kernel on the first call
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            torch.mm(x, x)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best(a) / best(a.bfloat16())
+
+
 def fast_bf16(device: torch.device) -> bool:
     """Whether bf16 runs fast here: a CUDA GPU that supports it, or a CPU with bf16 matrix
-    instructions (AVX512-BF16 or AMX), where oneDNN's bf16 kernels beat float32."""
+    instructions (AVX512-BF16 or AMX) on which a bf16 matrix product measures at least
+    :data:`BF16_MIN_SPEEDUP` times faster than float32 (:func:`cpu_bf16_speedup`)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    if not _cpu_flags() & {"avx512_bf16", "amx_bf16"}:
+        return False
+    return cpu_bf16_speedup() >= BF16_MIN_SPEEDUP
 
 
 def resolve_precision(
