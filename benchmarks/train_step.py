@@ -33,9 +33,11 @@ meaningless. The x2 rows use the default allocator, like the released code's 21 
     python benchmarks/train_step.py --small         # the small CPU configs: now vs b098e83
 
 ``--small``: one training step (model, L1, backward, Adam; random data) of each of
-``configs/cpu_small_x{2,3,4}.yaml`` (their model, batch, patch and precision), with the package
-as it is and as it was at ``--baseline`` (a commit, extracted to a temporary folder), in
-alternating fresh processes; the mean of ``--steps`` steps after two warm-up steps, the best of
+``configs/cpu_small_x{2,3,4}.yaml`` (their model, batch and patch as they are now), with the
+package as it is and as it was at ``--baseline`` (a commit, extracted to a temporary folder), in
+alternating fresh processes, each side in the precision of its own config (the baseline's:
+``bf16``; now: ``auto``, the faster of fp32 and bf16 timed before the first step, as
+``csnln train`` resolves it; the column shows both); the mean of ``--steps`` steps after two warm-up steps, the best of
 ``--repeat`` processes, and the largest peak resident size of those processes (the small
 configs keep freed memory in the process, ``train.keep_freed_memory``, which the children
 apply as ``csnln train`` does where the package has the key).
@@ -157,9 +159,12 @@ def load() -> str:
     return " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def small_step(src: str, config_path: str, steps: str, variant: str = "") -> dict:
+def small_step(
+    src: str, config_path: str, steps: str, variant: str = "", precision: str = ""
+) -> dict:
     """Seconds per training step of a small config with the package in ``src``
-    (``variant`` "PATCHxBATCH" overrides the config's patch and batch sizes)."""
+    (``variant`` "PATCHxBATCH" overrides the config's patch and batch sizes, ``precision``
+    the config's precision; ``auto`` is resolved as ``csnln train`` resolves it)."""
     sys.path.insert(0, src)
     import torch
     import yaml
@@ -187,9 +192,15 @@ def small_step(src: str, config_path: str, steps: str, variant: str = "") -> dic
     lr = torch.rand(batch, 3, patch, patch)
     hr = torch.rand(batch, 3, scale * patch, scale * patch)
     cpu = torch.device("cpu")
+    precision = precision or config["train"]["precision"]
+    if precision == "auto":
+        from csnln.training.precision import choose_precision
+
+        choice = choose_precision(model, scale=scale, batch=batch, patch=patch, device=cpu)
+        precision = choice.precision
 
     def step() -> None:
-        with precision_context(config["train"]["precision"], cpu):
+        with precision_context(precision, cpu):
             loss = (model(lr) - hr).abs().mean()
         optimizer.zero_grad()
         loss.backward()
@@ -202,7 +213,26 @@ def small_step(src: str, config_path: str, steps: str, variant: str = "") -> dic
         step()
     seconds = (time.perf_counter() - start) / int(steps)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "peak_mb": peak_mb, "csnln": csnln.__file__}
+    return {
+        "seconds": seconds,
+        "peak_mb": peak_mb,
+        "precision": precision,
+        "csnln": csnln.__file__,
+    }
+
+
+def config_precision(rev: str, config: Path) -> str:
+    """``train.precision`` of ``config`` as it was at commit ``rev``."""
+    import yaml
+
+    text = subprocess.run(
+        ["git", "show", f"{rev}:configs/{config.name}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return yaml.safe_load(text)["train"]["precision"]
 
 
 def small_rows(baseline: str, steps: int, repeat: int, variants: list[str]) -> None:
@@ -219,18 +249,31 @@ def small_rows(baseline: str, steps: int, repeat: int, variants: list[str]) -> N
         f"mean of {steps} steps after 2, best of {repeat} fresh processes each.\n"
     )
     print(
-        "| config | batch x LR patch | precision | before s / step | now s / step | speed-up "
-        "| before peak MB | now peak MB |"
+        "| config | model | batch x LR patch | precision | before s / step | now s / step "
+        "| speed-up | before peak MB | now peak MB |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for scale in (2, 3, 4):
         config = ROOT / "configs" / f"cpu_small_x{scale}.yaml"
         best = {"before": float("inf"), "now": float("inf")}
         peak = {"before": 0.0, "now": 0.0}  # the largest of the processes
+        # The model and batch of today's config for both; the precision of each side's own
+        # config (the baseline's had none of `auto`).
+        precisions = {"before": config_precision(baseline, config), "now": ""}
+        used = {}
         for _ in range(repeat):
             for name, src in (("before", old / "src"), ("now", ROOT / "src")):
                 out = subprocess.run(
-                    [sys.executable, __file__, "--small-child", str(src), str(config), str(steps)],
+                    [
+                        sys.executable,
+                        __file__,
+                        "--small-child",
+                        str(src),
+                        str(config),
+                        str(steps),
+                        "",
+                        precisions[name],
+                    ],
                     capture_output=True,
                     text=True,
                     check=True,
@@ -239,12 +282,19 @@ def small_rows(baseline: str, steps: int, repeat: int, variants: list[str]) -> N
                 assert got["csnln"].startswith(str(src)), got
                 best[name] = min(best[name], got["seconds"])
                 peak[name] = max(peak[name], got["peak_mb"])
+                used[name] = got["precision"]
         import yaml
 
         cfg = yaml.safe_load(config.read_text())
+        shown = (
+            used["now"] if used["before"] == used["now"] else f"{used['before']} -> {used['now']}"
+        )
+        if cfg["train"]["precision"] == "auto":
+            shown += " (auto)"
         print(
-            f"| {config.name} | {cfg['data']['batch_size']} x {cfg['data']['patch_size']} "
-            f"| {cfg['train']['precision']} | {best['before']:.3f} | {best['now']:.3f} "
+            f"| {config.name} | n{cfg['model']['n_feats']} d{cfg['model']['depth']} "
+            f"| {cfg['data']['batch_size']} x {cfg['data']['patch_size']} "
+            f"| {shown} | {best['before']:.3f} | {best['now']:.3f} "
             f"| {best['before'] / best['now']:.2f}x | {peak['before']:.0f} | {peak['now']:.0f} |",
             flush=True,
         )

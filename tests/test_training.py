@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from csnln.models.checkpoint import read_checkpoint
+from csnln.models.network import CSNLN
 from csnln.training import (
     ConfigError,
     TrainConfig,
@@ -28,7 +29,7 @@ from csnln.training import (
     train,
 )
 from csnln.training import loop as loop_module
-from csnln.training.checkpointing import find_checkpoint, list_checkpoints
+from csnln.training.checkpointing import find_checkpoint, list_checkpoints, load_state
 from csnln.training.data import (
     PatchDataset,
     StepBatchSampler,
@@ -36,6 +37,7 @@ from csnln.training.data import (
     make_lr,
     prepare_images,
 )
+from csnln.training.precision import BF16_MIN_STEP_SPEEDUP, PrecisionChoice, choose_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -334,6 +336,48 @@ def test_validation_keeps_the_best_and_bf16_runs(tmp_path: Path, data_dir: Path)
     assert meta["step"] == int(best["step"]) and result.best_psnr == pytest.approx(
         float(best["val_psnr"]), abs=1e-4
     )
+
+
+def test_auto_precision_is_chosen_once_and_kept_on_resume(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[int, int, int]] = []
+
+    def choose(model: torch.nn.Module, *, scale: int, batch: int, patch: int, device):
+        calls.append((scale, batch, patch))
+        return PrecisionChoice("bf16", {"fp32": 2.0, "bf16": 1.0}, "stubbed")
+
+    monkeypatch.setattr(loop_module, "choose_precision", choose)
+    config = _tiny(tmp_path, data_dir, "train.precision=auto", "steps=2")
+    first = run_training(config)
+    assert first.finished and len(calls) == 1
+    assert calls[0][1:] == (config.data.batch_size, config.data.patch_size)
+    saved = load_state(list_checkpoints(tmp_path / "run")[-1])[1]
+    assert saved["precision"] == "bf16"
+    more = _tiny(tmp_path, data_dir, "train.precision=auto", "steps=4")
+    assert run_training(more, resume=True).finished
+    assert len(calls) == 1  # the resumed run took the saved choice
+    assert load_state(list_checkpoints(tmp_path / "run")[-1])[1]["precision"] == "bf16"
+
+
+def test_choose_precision_times_both_and_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from csnln.training import precision as precision_module
+
+    model = CSNLN(2, n_feats=8, depth=1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    monkeypatch.setattr(precision_module, "cpu_has_bf16", lambda: True)
+    choice = choose_precision(model, scale=2, batch=2, patch=8, device=torch.device("cpu"))
+    assert choice.precision in ("fp32", "bf16") and set(choice.seconds) == {"fp32", "bf16"}
+    assert all(0 < t < math.inf for t in choice.seconds.values())
+    faster = choice.seconds["fp32"] / choice.seconds["bf16"] >= BF16_MIN_STEP_SPEEDUP
+    assert choice.precision == ("bf16" if faster else "fp32")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+    assert torch.equal(torch.get_rng_state(), rng)
+    monkeypatch.setattr(precision_module, "cpu_has_bf16", lambda: False)
+    plain = choose_precision(model, scale=2, batch=2, patch=8, device=torch.device("cpu"))
+    assert (plain.precision, plain.seconds) == ("fp32", {})
 
 
 def test_fp16_on_cpu_is_refused(tmp_path: Path, data_dir: Path) -> None:

@@ -108,13 +108,19 @@ def cpu_bf16_speedup() -> float:
     return best(a) / best(a.bfloat16())
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 matrix instructions (AVX512-BF16 or AMX); without them bf16
+    runs emulated and slower than float32."""
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
 def fast_bf16(device: torch.device) -> bool:
     """Whether bf16 runs fast here: a CUDA GPU that supports it, or a CPU with bf16 matrix
     instructions (AVX512-BF16 or AMX) on which a bf16 matrix product measures at least
     :data:`BF16_MIN_SPEEDUP` times faster than float32 (:func:`cpu_bf16_speedup`)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if not _cpu_flags() & {"avx512_bf16", "amx_bf16"}:
+    if not cpu_has_bf16():
         return False
     return cpu_bf16_speedup() >= BF16_MIN_SPEEDUP
 

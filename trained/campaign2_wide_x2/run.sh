@@ -8,7 +8,7 @@
 # process with SIGTERM (a checkpoint is written). Run from the project root with the
 # environment that has `csnln` active.
 set -euo pipefail
-exec csnln train configs/cpu_small_x2.yaml model.n_feats=64 model.depth=1 \
+exec csnln train configs/cpu_small_x2.yaml train.precision=bf16 model.n_feats=64 model.depth=1 \
     model.init=trained/campaign_wide_x2/best.safetensors \
     optim.lr=5e-5 optim.warmup_steps=0 optim.min_lr=1e-6 \
     train.steps=8000 data.workers=1 val.every=1000 \

@@ -9,7 +9,7 @@
 # another run shares the CPU). Stop the main process with SIGTERM (a checkpoint is written).
 # Run from the project root with the environment that has `csnln` active.
 set -euo pipefail
-exec csnln train configs/cpu_small_x2.yaml model.n_feats=64 model.depth=1 \
+exec csnln train configs/cpu_small_x2.yaml train.precision=bf16 model.n_feats=64 model.depth=1 \
     model.init=trained/wide_x2_f64d1/final.safetensors \
     optim.lr=1e-4 optim.warmup_steps=0 optim.min_lr=1e-6 \
     train.steps=12000 data.workers=1 val.every=1000 \

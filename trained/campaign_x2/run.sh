@@ -8,7 +8,7 @@
 # Ctrl-C / SIGTERM (a checkpoint is written) before committing. Run from the project root, with
 # the environment that has `csnln` active (e.g. `. .venv/bin/activate`).
 set -euo pipefail
-exec csnln train configs/cpu_small_x2.yaml \
+exec csnln train configs/cpu_small_x2.yaml train.precision=bf16 model.n_feats=32 model.depth=4 \
     model.init=trained/ab_x2/p24/best.safetensors \
     optim.lr=1e-4 optim.warmup_steps=0 optim.min_lr=1e-6 \
     train.steps=40000 data.workers=1 val.every=1000 \

@@ -9,6 +9,6 @@
 # main process with SIGTERM, not its data-loader worker). Run from the project root with the
 # environment that has `csnln` active.
 set -euo pipefail
-exec csnln train configs/cpu_small_x2.yaml model.n_feats=64 model.depth=1 steps=20000 \
+exec csnln train configs/cpu_small_x2.yaml train.precision=bf16 model.n_feats=64 model.depth=1 steps=20000 \
     val.every=2500 train.threads=1 data.workers=1 checkpoint.every=500 checkpoint.keep_last=1 \
     log.progress=false output_dir=trained/wide_x2_f64d1 --resume "$@" >> trained/wide_x2_f64d1/stdout.log 2>&1

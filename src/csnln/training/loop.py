@@ -57,6 +57,7 @@ from .checkpointing import (
 from .config import ConfigError, OptimSection, TrainConfig
 from .data import PatchDataset, default_cache_dir, find_images, make_loader, prepare_images
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, setup
+from .precision import choose_precision
 
 __all__ = ["TrainResult", "build_model", "learning_rate", "run_training", "train"]
 
@@ -323,9 +324,15 @@ def _resume_point(config: TrainConfig, resume: ResumeArg) -> CheckpointFiles | N
 
 
 def _state_payload(
-    config: TrainConfig, state: _State, optimizer: torch.optim.Optimizer, scaler: Any, world: int
+    config: TrainConfig,
+    state: _State,
+    optimizer: torch.optim.Optimizer,
+    scaler: Any,
+    world: int,
+    precision: str,
 ) -> dict[str, Any]:
     return {
+        "precision": precision,  # what `auto` resolved to, for a resumed run
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else {},
         "lr_scale": state.lr_scale,
@@ -340,12 +347,13 @@ def _state_payload(
 
 def _restore(
     files: CheckpointFiles,
+    loaded: tuple[dict[str, torch.Tensor], dict[str, Any]],
     model: CSNLN,
     optimizer: torch.optim.Optimizer,
     scaler: Any,
     state: _State,
 ) -> None:
-    tensors, saved = load_state(files)
+    tensors, saved = loaded
     expected = model.state_dict()
     wrong = sorted(
         set(tensors) ^ set(expected)
@@ -478,7 +486,8 @@ class Trainer:
         self.config, self.info, self.device = config, info, info.device
         self.run_dir = config.run_dir
         self.precision = config.train.precision
-        precision_context(self.precision, self.device)  # fp16 on a CPU: an error, before work
+        if self.precision != "auto":
+            precision_context(self.precision, self.device)  # fp16 on a CPU: an error, now
         if config.val.dirs:
             precision_context(config.val.precision, self.device)
         if config.data.batch_size % info.world_size:
@@ -504,10 +513,16 @@ class Trainer:
             eps=o.eps,
             weight_decay=o.weight_decay,
         )
-        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         self.state = _State()
-        if self.start is not None:
-            _restore(self.start, self.model, self.optimizer, self.scaler, self.state)
+        loaded = load_state(self.start) if self.start is not None else None
+        if self.precision == "auto":
+            # A resumed run keeps the choice its first process made (runs saved before
+            # `auto` existed have none: measured again).
+            saved = loaded[1].get("precision") if loaded is not None else None
+            self.precision = saved or self._choose_precision()
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
+        if self.start is not None and loaded is not None:
+            _restore(self.start, loaded, self.model, self.optimizer, self.scaler, self.state)
             log.info("resuming from %s (step %d)", self.start.weights, self.state.step)
         self.initial = (
             self.state.step,
@@ -550,6 +565,24 @@ class Trainer:
         self.bad_in_row, self.stopped_by = 0, None
         self.last_saved = self.state.step
         self.latest: Path | None = self.start.weights if self.start is not None else None
+
+    def _choose_precision(self) -> str:
+        """``train.precision: auto`` resolved (:func:`.precision.choose_precision`); with
+        several processes the first one's measurement decides for all."""
+        config, info = self.config, self.info
+        choice = choose_precision(
+            self.model,
+            scale=config.model.scale,
+            batch=config.data.batch_size // info.world_size,
+            patch=config.data.patch_size,
+            device=self.device,
+        )
+        bf16 = all_reduce_sum(
+            torch.tensor([float(info.is_main and choice.precision == "bf16")]), info
+        )
+        precision = "bf16" if float(bf16[0]) > 0 else "fp32"
+        log.info("train.precision auto: %s (%s)", precision, choice.reason)
+        return precision
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -704,7 +737,9 @@ class Trainer:
     def save(self) -> None:
         state, info, config = self.state, self.info, self.config
         if info.is_main:
-            payload = _state_payload(config, state, self.optimizer, self.scaler, info.world_size)
+            payload = _state_payload(
+                config, state, self.optimizer, self.scaler, info.world_size, self.precision
+            )
             files = save_training_checkpoint(
                 self.run_dir, state.step, self.model, payload, metadata={"run": config.name}
             )
