@@ -770,7 +770,8 @@ class Trainer:
         lr_scale, best = state.lr_scale, (state.best_psnr, state.best_step)
         found = list_checkpoints(self.run_dir)
         if found:
-            _restore(found[-1], self.model, self.optimizer, self.scaler, state)
+            loaded = load_state(found[-1])
+            _restore(found[-1], loaded, self.model, self.optimizer, self.scaler, state)
             source = f"checkpoint {found[-1].weights}"
         else:
             state.step = self.initial[0]
