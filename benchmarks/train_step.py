@@ -37,10 +37,10 @@ meaningless. The x2 rows use the default allocator, like the released code's 21 
 package as it is and as it was at ``--baseline`` (a commit, extracted to a temporary folder), in
 alternating fresh processes, each side in the precision of its own config (the baseline's:
 ``bf16``; now: ``auto``, the faster of fp32 and bf16 timed before the first step, as
-``csnln train`` resolves it; the column shows both); the mean of ``--steps`` steps after two warm-up steps, the best of
-``--repeat`` processes, and the largest peak resident size of those processes (the small
-configs keep freed memory in the process, ``train.keep_freed_memory``, which the children
-apply as ``csnln train`` does where the package has the key).
+``csnln train`` resolves it; the column shows both); the mean of ``--steps`` steps after two warm-up
+steps, the best of ``--repeat`` processes, and the largest peak resident size of those processes
+(the small configs keep freed memory in the process, ``train.keep_freed_memory``, which the
+children apply as ``csnln train`` does where the package has the key).
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
 """``train.precision: auto``: the faster of float32 and bf16 autocast for this model, measured.
 
-On a CPU neither the flags nor a matrix-product probe decide it: the small configs' steps mix
-convolutions and attention products whose bf16 kernels gain or lose differently per CPU (on
-one with AVX512-BF16 but no AMX, the x4 config's step ran faster in bf16 and the x2 config's
-slower). So the choice times the configured model's own forward + backward on one batch of the
-configured shape, in each precision, before the first step; weights are not changed.
-"""
+On a CPU neither the flags nor a matrix-product probe decide it: a training step mixes
+convolutions and attention products whose bf16 kernels gain or lose differently per CPU, per
+model shape and per batch (benchmarks/results/train_step_small.md). So the choice times the
+configured model's own forward + backward on one batch of the configured shape, in each
+precision, before the first step; weights are not changed."""
 
 from __future__ import annotations
 
