@@ -53,7 +53,7 @@ BUNDLED: dict[str, BundledModel] = {
         files={s: f"csnln_small_x{s}.safetensors" for s in (2, 3, 4)},
         tile_plans={
             2: TilePlan(tile=32, overlap=8, batch=8, margin=3),
-            3: TilePlan(tile=30, overlap=6, batch=8),
+            3: TilePlan(tile=27, overlap=6, batch=8),
             4: TilePlan(tile=20, overlap=4, batch=8),
         },
         # csnln eval's default options (these tile plans, fp32) on Set5, as `csnln eval --data
