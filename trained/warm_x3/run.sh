@@ -9,7 +9,7 @@
 # bundled x3 (7,200 steps of batch 32 from scratch on a GPU: Set5 32.39, trained/small_x3/).
 # Run from the project root with the environment that has `csnln` active.
 set -euo pipefail
-exec csnln train configs/cpu_small_x3.yaml train.precision=bf16 \
+exec csnln train configs/cpu_small_x3.yaml train.precision=bf16 model.n_feats=32 model.depth=4 \
     model.init=trained/warm_x3/init_x2_step14000.safetensors \
     train.steps=6000 train.threads=1 data.workers=1 val.every=1000 \
     checkpoint.every=500 checkpoint.keep_last=1 log.every=100 log.progress=false \
