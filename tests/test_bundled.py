@@ -17,8 +17,8 @@ def test_small_is_installed_and_the_default(scale: int) -> None:
     assert scale in zoo.bundled_models()["small"]
     assert upscaling.default_model_name(scale) == "small"
     model = zoo.load_model("small", scale)
-    # x2 is the wider, shallower shape (docs/models.md, recipe item 4); x3/x4 the narrower one
-    shape = (64, 1) if scale == 2 else (32, 4)
+    # x2 and x3 are the wider, shallower shape (docs/models.md, recipe item 4); x4 the narrower
+    shape = (32, 4) if scale == 4 else (64, 1)
     assert (model.scale, model.n_feats, model.depth) == (scale, *shape)
 
 
