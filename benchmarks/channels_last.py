@@ -21,13 +21,14 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 
-def _median_ms(fns: dict[str, object], rounds: int) -> dict[str, float]:
+def _median_ms(fns: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
     times: dict[str, list[float]] = {name: [] for name in fns}
     for fn in fns.values():
         fn()  # warm-up (oneDNN primitives, allocator)
@@ -60,7 +61,7 @@ def main() -> None:
     for scale, plan in sorted(BUNDLED["small"].tile_plans.items()):
         base = load_model("small", scale=scale).eval()
         tiles = torch.rand(plan.batch, 3, plan.tile, plan.tile)
-        fns = {}
+        fns: dict[str, Callable[[], None]] = {}
         for name, layout in layouts.items():
             model = copy.deepcopy(base).to(memory_format=layout)
             x = tiles.contiguous(memory_format=layout)
@@ -78,7 +79,7 @@ def main() -> None:
     for scale in (2, 3, 4):
         config = load_config(ROOT / "configs" / f"cpu_small_x{scale}.yaml")
         m, d = config.model, config.data
-        fns = {}
+        fns: dict[str, Callable[[], None]] = {}
         for name, layout in layouts.items():
             torch.manual_seed(0)
             model = CSNLN(scale=scale, n_feats=m.n_feats, depth=m.depth).to(memory_format=layout)
