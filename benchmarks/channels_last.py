@@ -18,7 +18,6 @@ import argparse
 import copy
 import datetime
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -26,6 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+
+from common import head_commit  # noqa: E402
 
 
 def _median_ms(fns: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
@@ -99,9 +100,7 @@ def main() -> None:
         job = f"training step, {d.batch_size} x LR {d.patch_size}, fp32, 2 threads"
         rows.append((f"x{scale}", job, ms))
 
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
+    commit = head_commit()
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     print("# Channels-last convolutions — `python benchmarks/channels_last.py`\n")
     print(f"commit {commit}; {when}; median of {args.rounds} calls per side, alternating\n")

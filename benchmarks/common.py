@@ -26,6 +26,13 @@ def matmul_peak(dtype: str = "fp32") -> float:
     return 2 * 2048**3 / best / 1e9
 
 
+def head_commit() -> str:
+    """The short hash of the commit the benchmark runs at (its results name it)."""
+    return subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+
+
 def baseline_src(rev: str) -> str:
     """The ``src`` folder of the package at commit ``rev``, extracted to a temporary folder."""
     folder = Path(tempfile.mkdtemp(prefix="csnln_baseline_"))

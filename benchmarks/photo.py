@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import baseline_src, matmul_peak  # noqa: E402
+from common import baseline_src, head_commit, matmul_peak  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 KODAK = SHARED / "train" / "Kodak24"
@@ -229,9 +229,7 @@ def main() -> int:
         print(f"{KODAK} not found: this benchmark needs ../shared", file=sys.stderr)
         return 2
     images = sorted(KODAK.glob("*.png"))[: args.kodak] + ([] if args.no_photo else [PHOTO])
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
+    commit = head_commit()
     baseline = baseline_src(args.baseline)
     peak = _spawn("--peak", {})
     print(

@@ -21,7 +21,6 @@ script's output kept in ``benchmarks/results/tile_plan.md``.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
+from common import head_commit  # noqa: E402
 
 from csnln.allocator import keep_freed_memory  # noqa: E402
 from csnln.evaluation import evaluate  # noqa: E402
@@ -224,9 +224,7 @@ def measure(args: argparse.Namespace) -> dict[int, tuple[list[Row], Row | None]]
     keep_freed_memory()
     cpu = torch.device("cpu")
     precision = resolve_precision(args.precision, cpu)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
+    commit = head_commit()
     data = subset(args.every, B100)
     count = len(list(data.iterdir()))
     print(

@@ -238,12 +238,10 @@ def config_precision(rev: str, config: Path) -> str:
 def small_rows(baseline: str, steps: int, repeat: int, variants: list[str]) -> None:
     """The table of ``--small``: each config now and at ``baseline``, side by side."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from common import baseline_src
+    from common import baseline_src, head_commit
 
     old = Path(baseline_src(baseline)).parent
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
+    commit = head_commit()
     print(
         f"One training step of the small CPU configs: {commit} (now) vs {baseline}; "
         f"mean of {steps} steps after 2, best of {repeat} fresh processes each.\n"

@@ -440,3 +440,16 @@ def test_rearrangements_equal_unfold_and_the_pixel_shuffles(layout: str) -> None
         torch.testing.assert_close(_depth_to_space(y, u), F.pixel_shuffle(y, u), rtol=0, atol=0)
         assert torch.autograd.gradcheck(lambda t, u=u: _space_to_depth(t, u), (x,))
         assert torch.autograd.gradcheck(lambda t, u=u: _depth_to_space(t, u), (y,))
+
+
+def test_load_model_names_a_corrupt_file_in_one_short_line(tmp_path) -> None:
+    from csnln.zoo import load_model
+
+    for name, data in (("random.pt", bytes(range(7, 107))), ("empty.pth", b"")):
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(CheckpointError) as info:
+            load_model(path)
+        message = str(info.value)
+        assert message.startswith(f"{path}: not a loadable checkpoint")
+        assert "\n" not in message and len(message) < 300  # not torch's weights_only essay

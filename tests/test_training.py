@@ -444,3 +444,31 @@ def test_cli(tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str])
     assert [c.step for c in list_checkpoints(run)] == [2, 3]
     assert main([*args, "--resume", "steps=4"]) == 0  # override after --resume
     assert [c.step for c in list_checkpoints(run)] == [3, 4]
+
+
+def test_cli_overrides_after_resume(
+    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A job script's `CONFIG a=1 --resume "$@"` with several overrides in "$@"."""
+    from csnln.cli import main
+    from csnln.commands.train import main as module_main
+
+    run = tmp_path / "cli"
+    args = ["train", str(TINY), f"data.train_dirs=[{data_dir}]", f"output_dir={run}"]
+    assert main([*args, "--resume", "steps=2", "log.every=1", "seed=3"]) == 0
+    assert [c.step for c in list_checkpoints(run)] == [2]
+    assert main([*args, "--resume", "--print-config", "steps=5", "log.every=7"]) == 0
+    printed = capsys.readouterr().out
+    assert "steps: 5" in printed and "every: 7" in printed
+    # python -m csnln.train takes them the same way
+    assert module_main([*args[1:], "--resume", "steps=3", "log.every=1"]) == 0
+    assert [c.step for c in list_checkpoints(run)] == [2, 3]
+    # anything that is not key=value is still an error, named
+    for words in (["--resume", "steps=4", "--bogus"], ["--resume", "steps=4", "stray"]):
+        with pytest.raises(SystemExit) as exc:
+            main([*args, *words])
+        assert exc.value.code == 2
+        assert words[-1] in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["upscale", "x.png", "a=1", "--bogus"])
+    assert "--bogus" in capsys.readouterr().err

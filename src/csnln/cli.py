@@ -50,7 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, leftovers = parser.parse_known_args(argv)
+    if leftovers and args.command == "train":  # key=value words after its options
+        from .commands.train import take_leftover_overrides
+
+        leftovers = take_leftover_overrides(args, leftovers)
+    if leftovers:
+        parser.error(f"unrecognized arguments: {' '.join(leftovers)}")
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

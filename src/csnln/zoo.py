@@ -76,6 +76,14 @@ def bundled_models() -> dict[str, dict[int, Path]]:
     return found
 
 
+def _load_failure(exc: Exception) -> str:
+    """torch.load's reason in a few words (its weights_only message is a paragraph)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if text.startswith("Weights only load failed"):
+        return "not a PyTorch tensor file, or it holds more than tensors"
+    return text.split(". ")[0][:200]
+
+
 def load_model(spec: str | Path, scale: int | None = None, **runtime: object) -> nn.Module:
     """The model ``spec`` names, for ``scale`` (checked against checkpoints; inferred if None).
 
@@ -113,7 +121,10 @@ def load_model(spec: str | Path, scale: int | None = None, **runtime: object) ->
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({exc})") from exc
+        raise CheckpointError(
+            f"{path}: not a loadable checkpoint ({_load_failure(exc)}; expected a "
+            ".safetensors from csnln or the authors' model_x{2,3,4}.pt)"
+        ) from exc
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not is_official_state_dict(state):

@@ -72,6 +72,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def take_leftover_overrides(args: argparse.Namespace, leftovers: Sequence[str]) -> list[str]:
+    """Append ``key=value`` words that argparse left over to ``args.overrides``.
+
+    argparse ends the positional ``overrides`` at the first option, so in
+    ``CONFIG --resume a=1 b=2`` it takes ``a=1`` as the checkpoint and leaves ``b=2`` over;
+    job scripts pass extra overrides exactly that way. Returns the words that are not
+    overrides (the caller reports them as unrecognized arguments).
+    """
+    taken = [word for word in leftovers if "=" in word and not word.startswith("-")]
+    args.overrides = [*args.overrides, *taken]
+    return [word for word in leftovers if word not in taken]
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``csnln train``; returns the exit status."""
     from ..training import ConfigError, config_table, load_config, run_training
@@ -115,4 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    args, leftovers = parser.parse_known_args(argv)
+    if leftovers := take_leftover_overrides(args, leftovers):
+        parser.error(f"unrecognized arguments: {' '.join(leftovers)}")
+    return run(args)
