@@ -453,3 +453,16 @@ def test_load_model_names_a_corrupt_file_in_one_short_line(tmp_path) -> None:
         message = str(info.value)
         assert message.startswith(f"{path}: not a loadable checkpoint")
         assert "\n" not in message and len(message) < 300  # not torch's weights_only essay
+
+
+def test_saved_files_get_the_usual_mode(tmp_path) -> None:
+    """safetensors 0.8 writes its files 0600; ours get what the umask gives any new file."""
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        path = csnln.save_checkpoint(csnln.CSNLN(2, n_feats=4, depth=1), tmp_path / "m.safetensors")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

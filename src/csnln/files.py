@@ -38,6 +38,9 @@ def atomic_write(
             continue
     try:
         write(tmp)
+        # A writer may replace the file with one of its own (safetensors 0.8 writes 0600):
+        # the result gets the mode any new file of this process would have.
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         if not overwrite and (path.exists() or path.is_symlink()):
