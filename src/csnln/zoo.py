@@ -57,9 +57,9 @@ BUNDLED: dict[str, BundledModel] = {
             4: TilePlan(tile=20, overlap=4, batch=8),
         },
         # csnln eval's default options (these tile plans, fp32) on Set5, as `csnln eval --data
-        # Set5 Set14 B100` printed it (benchmarks/results/eval_small.md: x2 run 7, x3 run 9,
+        # Set5 Set14 B100` printed it (benchmarks/results/eval_small.md: x2 run 7, x3 run 10,
         # x4 run 8)
-        set5_psnr={2: 37.003, 3: 33.267, 4: 31.052},
+        set5_psnr={2: 37.003, 3: 33.308, 4: 31.052},
     ),
 }
 
