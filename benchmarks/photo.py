@@ -221,9 +221,19 @@ def main() -> int:
         default=list(PLANS),
         help="which plans to time (default: all; `before` is the ratios' reference)",
     )
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=("fp32", "bf16"),
+        default=["fp32", "bf16"],
+        help="which precisions to time (default: both; fp32 is the ratios' reference)",
+    )
     args = parser.parse_args()
     if "before" not in args.plans:
         parser.error("--plans needs `before`: the speed-ups are against it")
+    if "fp32" not in args.precisions:
+        parser.error("--precisions needs fp32: the speed-ups are against before's fp32")
+    args.precisions = [p for p in ("fp32", "bf16") if p in args.precisions]  # fp32 first
     args.plans = [plan for plan in PLANS if plan in args.plans]  # before first
     if not KODAK.is_dir():
         print(f"{KODAK} not found: this benchmark needs ../shared", file=sys.stderr)
@@ -250,7 +260,7 @@ def main() -> int:
         for scale in args.scales:
             rows = []
             for plan in args.plans:
-                for precision in ("fp32", "bf16"):
+                for precision in args.precisions:
                     spec = {
                         "model": args.model,
                         "scale": scale,

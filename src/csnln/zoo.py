@@ -46,7 +46,7 @@ class BundledModel:
 #: Bundled model names; the first name with weights for a scale is the default of
 #: ``csnln upscale``. ``csnln models`` lists what is installed. "small": trained here (each
 #: weight file carries its config): x2 and x3 n_feats 64, depth 1
-#: (``trained/campaign2_wide_x2/``, ``trained/wide_x3_f64d1/``); x4 n_feats 32, depth 4
+#: (``trained/campaign2_wide_x2/``, ``trained/campaign_wide_x3/``); x4 n_feats 32, depth 4
 #: (``trained/campaign4_x4/``); docs/models.md has every run.
 BUNDLED: dict[str, BundledModel] = {
     "small": BundledModel(
