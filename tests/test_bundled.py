@@ -17,9 +17,8 @@ def test_small_is_installed_and_the_default(scale: int) -> None:
     assert scale in zoo.bundled_models()["small"]
     assert upscaling.default_model_name(scale) == "small"
     model = zoo.load_model("small", scale)
-    # x2 and x3 are the wider, shallower shape (docs/models.md, recipe item 4); x4 the narrower
-    shape = (32, 4) if scale == 4 else (64, 1)
-    assert (model.scale, model.n_feats, model.depth) == (scale, *shape)
+    # the wider, shallower shape at every scale (docs/models.md, recipe item 4)
+    assert (model.scale, model.n_feats, model.depth) == (scale, 64, 1)
 
 
 def test_models_lists_it(capsys: pytest.CaptureFixture[str]) -> None:

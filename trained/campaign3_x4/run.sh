@@ -9,7 +9,7 @@
 # SIGTERM; a checkpoint is written). Run from the project root with the environment that
 # has `csnln` active.
 set -euo pipefail
-exec csnln train configs/cpu_small_x4.yaml train.precision=bf16 \
+exec csnln train configs/cpu_small_x4.yaml train.precision=bf16 model.n_feats=32 model.depth=4 \
     model.init=trained/campaign2_x4/best.safetensors \
     optim.lr=1e-4 optim.warmup_steps=0 optim.min_lr=1e-6 \
     train.steps=9000 train.threads=1 data.workers=1 val.every=1000 val.tile=32 \

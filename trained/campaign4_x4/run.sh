@@ -9,7 +9,7 @@
 # process, not its data-loader worker, with Ctrl-C / SIGTERM; a checkpoint is written). Run
 # from the project root with the environment that has `csnln` active.
 set -euo pipefail
-exec csnln train configs/cpu_small_x4.yaml train.precision=bf16 \
+exec csnln train configs/cpu_small_x4.yaml train.precision=bf16 model.n_feats=32 model.depth=4 \
     model.init=trained/campaign3_x4/best.safetensors \
     optim.lr=5e-5 optim.warmup_steps=0 optim.min_lr=1e-6 \
     train.steps=5000 train.threads=2 data.workers=1 val.every=1000 val.tile=20 \

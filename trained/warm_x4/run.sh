@@ -10,7 +10,7 @@
 # steps of batch 32 from scratch on a GPU, trained/small_x4/).
 # Run from the project root with the environment that has `csnln` active.
 set -euo pipefail
-exec csnln train configs/cpu_small_x4.yaml train.precision=bf16 \
+exec csnln train configs/cpu_small_x4.yaml train.precision=bf16 model.n_feats=32 model.depth=4 \
     model.init=trained/warm_x4/init_x2_step21000.safetensors \
     train.steps=3000 train.threads=1 data.workers=1 val.every=500 val.tile=16 \
     val.tile_overlap=4 checkpoint.every=500 checkpoint.keep_last=1 log.every=100 \
