@@ -460,6 +460,9 @@ def test_cli_overrides_after_resume(
     assert main([*args, "--resume", "--print-config", "steps=5", "log.every=7"]) == 0
     printed = capsys.readouterr().out
     assert "steps: 5" in printed and "every: 7" in printed
+    # in command-line order: the later of two values for one key wins
+    assert main([*args, "--resume", "log.every=3", "log.every=9", "--print-config"]) == 0
+    assert "every: 9" in capsys.readouterr().out
     # python -m csnln.train takes them the same way
     assert module_main([*args[1:], "--resume", "steps=3", "log.every=1"]) == 0
     assert [c.step for c in list_checkpoints(run)] == [2, 3]

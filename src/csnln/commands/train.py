@@ -81,8 +81,16 @@ def take_leftover_overrides(args: argparse.Namespace, leftovers: Sequence[str]) 
     overrides (the caller reports them as unrecognized arguments).
     """
     taken = [word for word in leftovers if "=" in word and not word.startswith("-")]
+    if _resume_is_override(args.resume):  # it came first on the command line
+        taken.insert(0, args.resume)
+        args.resume = True
     args.overrides = [*args.overrides, *taken]
     return [word for word in leftovers if word not in taken]
+
+
+def _resume_is_override(resume: object) -> bool:
+    """``--resume steps=10``: argparse took the override as the checkpoint."""
+    return isinstance(resume, str) and "=" in resume and not Path(resume).exists()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,8 +102,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     overrides = list(args.overrides)
     resume = args.resume
-    # `--resume steps=10`: argparse took the override as the checkpoint.
-    if isinstance(resume, str) and "=" in resume and not Path(resume).exists():
+    if _resume_is_override(resume):
         overrides.append(resume)
         resume = True
     if args.config is None:
