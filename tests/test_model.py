@@ -145,7 +145,10 @@ def test_fused_in_scale_attention_gives_the_same_values_and_gradients(scale: int
     (a, grads_a), (b, grads_b) = results
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     for ga, gb in zip(grads_a, grads_b, strict=True):
-        torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-5)
+        # Weight gradients are sums over every pixel, in different orders on the two paths:
+        # compared at their tensor's scale (both paths are equally close to float64).
+        scale = max(1.0, gb.abs().max().item())
+        torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-5 * scale)
 
 
 @pytest.mark.parametrize(("n_feats", "depth"), [(2, 1), (6, 1), (12, 3)])

@@ -77,7 +77,7 @@ class InScaleAttention(nn.Module):
             for start in range(0, h * w, chunk)
         ]
         out = out[0] if len(out) == 1 else torch.cat(out, dim=1)  # N, HW, C
-        return out.transpose(1, 2).reshape(n, c, h, w)
+        return out.transpose(1, 2).contiguous().view(n, c, h, w)
 
 
 class CrossScaleAttention(nn.Module):
