@@ -40,7 +40,11 @@ alternating fresh processes, each side in the precision of its own config (the b
 ``csnln train`` resolves it; the column shows both); the mean of ``--steps`` steps after two warm-up
 steps, the best of ``--repeat`` processes, and the largest peak resident size of those processes
 (the small configs keep freed memory in the process, ``train.keep_freed_memory``, which the
-children apply as ``csnln train`` does where the package has the key).
+children apply as ``csnln train`` does where the package has the key). Per row also the step's
+matrix work (convolutions and products, forward and backward, counted by
+``torch.utils.flop_counter``), its rate now, its share of the 2048² matmul peak measured in the
+same run, and the seconds it alone would take at that peak: a step cannot be faster than that
+without doing less of it.
 """
 
 from __future__ import annotations
@@ -213,9 +217,16 @@ def small_step(
         step()
     seconds = (time.perf_counter() - start) / int(steps)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # The matrix work of one step (convolutions and products, forward and backward), counted
+    # after the timing so that the counter's overhead is not timed.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
     return {
         "seconds": seconds,
         "peak_mb": peak_mb,
+        "gflop": counter.get_total_flops() / 1e9,
         "precision": precision,
         "csnln": csnln.__file__,
     }
@@ -238,19 +249,25 @@ def config_precision(rev: str, config: Path) -> str:
 def small_rows(baseline: str, steps: int, repeat: int, variants: list[str]) -> None:
     """The table of ``--small``: each config now and at ``baseline``, side by side."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from common import baseline_src, head_commit
+    from common import baseline_src, head_commit, matmul_peak
 
     old = Path(baseline_src(baseline)).parent
     commit = head_commit()
+    peaks = {precision: matmul_peak(precision) for precision in ("fp32", "bf16")}
     print(
         f"One training step of the small CPU configs: {commit} (now) vs {baseline}; "
-        f"mean of {steps} steps after 2, best of {repeat} fresh processes each.\n"
+        f"mean of {steps} steps after 2, best of {repeat} fresh processes each. "
+        f"2048² matmul peak here: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GFLOP/s. "
+        "GFLOP: the step's convolutions and matrix products, forward and backward "
+        "(`torch.utils.flop_counter`); `at peak`: the seconds they would take at that peak "
+        "alone, with everything else free.\n"
     )
     print(
         "| config | model | batch x LR patch | precision | before s / step | now s / step "
-        "| speed-up | before peak MB | now peak MB |"
+        "| speed-up | GFLOP / step | now GFLOP/s | % of peak | at peak s / step "
+        "| before peak MB | now peak MB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for scale in (2, 3, 4):
         config = ROOT / "configs" / f"cpu_small_x{scale}.yaml"
         best = {"before": float("inf"), "now": float("inf")}
@@ -281,6 +298,8 @@ def small_rows(baseline: str, steps: int, repeat: int, variants: list[str]) -> N
                 best[name] = min(best[name], got["seconds"])
                 peak[name] = max(peak[name], got["peak_mb"])
                 used[name] = got["precision"]
+                if name == "now":
+                    gflop = got["gflop"]
         import yaml
 
         cfg = yaml.safe_load(config.read_text())
@@ -293,7 +312,9 @@ def small_rows(baseline: str, steps: int, repeat: int, variants: list[str]) -> N
             f"| {config.name} | n{cfg['model']['n_feats']} d{cfg['model']['depth']} "
             f"| {cfg['data']['batch_size']} x {cfg['data']['patch_size']} "
             f"| {shown} | {best['before']:.3f} | {best['now']:.3f} "
-            f"| {best['before'] / best['now']:.2f}x | {peak['before']:.0f} | {peak['now']:.0f} |",
+            f"| {best['before'] / best['now']:.2f}x | {gflop:.1f} | {gflop / best['now']:.0f} "
+            f"| {gflop / best['now'] / peaks[used['now']]:.0%} | {gflop / peaks[used['now']]:.3f} "
+            f"| {peak['before']:.0f} | {peak['now']:.0f} |",
             flush=True,
         )
     if variants:
