@@ -25,7 +25,7 @@ on one call, times the calls), GFLOP/s and its share of this machine's matmul pe
 matmul in the same precision, measured in this run), peak resident memory. Then PSNR/SSIM of
 the same plans on Set5 and B100 (every ``--b100-every``-th image), as ``csnln eval`` measures.
 
-    python benchmarks/photo.py                    # Kodak 1-2, a 1-Mpx photo; x2 x3 x4
+    python benchmarks/photo.py                    # Kodak 1, a 1-Mpx photo; x2 x3 x4
     python benchmarks/photo.py --scales 2 --kodak 24 --budget 1e9
     python benchmarks/photo.py --scales 3 4 --plans before now   # without the 1-stream rows
 """
@@ -203,17 +203,40 @@ def main() -> int:
         else:
             print(json.dumps({p: matmul_peak(p) for p in ("fp32", "bf16")}))
         return 0
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="small")
-    parser.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
-    parser.add_argument("--kodak", type=int, default=1, help="first N Kodak images (default 1)")
-    parser.add_argument("--no-photo", action="store_true", help="leave out the 1-Mpx photo")
-    parser.add_argument(
-        "--budget", type=float, default=300, help="seconds before a row is extrapolated"
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="examples:\n" + __doc__.split("\n\n")[-1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--b100-every", type=int, default=10, help="default: every 10th image")
-    parser.add_argument("--no-quality", action="store_true")
-    parser.add_argument("--baseline", default="b098e83", help="the commit of the before rows")
+    parser.add_argument(
+        "--model", default="small", help="the bundled model name to time (default: small)"
+    )
+    parser.add_argument(
+        "--scales", type=int, nargs="+", default=[2, 3, 4], help="scales to run (default: 2 3 4)"
+    )
+    parser.add_argument("--kodak", type=int, default=1, help="first N Kodak images (default 1)")
+    parser.add_argument(
+        "--no-photo", action="store_true", help="leave out the 1-Mpx photo (Wiki49/005.webp)"
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=300,
+        help="seconds a row may take before it is timed on its first tiles and multiplied out "
+        "(default 300)",
+    )
+    parser.add_argument(
+        "--b100-every",
+        type=int,
+        default=10,
+        help="quality on every N-th B100 image (default 10)",
+    )
+    parser.add_argument(
+        "--no-quality", action="store_true", help="time only: leave out the Set5/B100 PSNR/SSIM"
+    )
+    parser.add_argument(
+        "--baseline", default="b098e83", help="the commit of the before rows (default b098e83)"
+    )
     parser.add_argument(
         "--plans",
         nargs="+",
