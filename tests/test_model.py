@@ -75,7 +75,10 @@ def test_odd_size_is_reflect_padded_then_cropped() -> None:
 @pytest.mark.parametrize("size", [(2, 10), (10, 1), (0, 0)])
 def test_below_minimum_size_is_a_clear_error(size) -> None:
     model = csnln.CSNLN(2, n_feats=8, depth=1)
-    with pytest.raises(ValueError, match=f"at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}"):
+    h, w = size  # the message gives the size as images are given: width x height
+    with pytest.raises(
+        ValueError, match=f"input of {w}x{h} pixels .* at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}"
+    ):
         model(torch.rand(1, 3, *size))
 
 

@@ -324,8 +324,8 @@ class CSNLN(nn.Module):
         h, w = x.shape[-2:]
         if min(h, w) < MIN_INPUT_SIZE:
             raise ValueError(
-                f"input {h}x{w} is too small: CSNLN needs at least "
-                f"{MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels"
+                f"input of {w}x{h} pixels (width x height) is too small: CSNLN needs at "
+                f"least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}"
             )
         m = self.size_multiple
         pad_h, pad_w = -h % m, -w % m
