@@ -45,7 +45,7 @@ class BundledModel:
 
 #: Bundled model names; the first name with weights for a scale is the default of
 #: ``csnln upscale``. ``csnln models`` lists what is installed. "small": trained here (each
-#: weight file carries its config): n_feats 64, depth 1 (``trained/campaign2_wide_x2/``,
+#: weight file carries its config): n_feats 64, depth 1 (``trained/campaign3_wide_x2/``,
 #: ``trained/campaign_wide_x3/``, ``trained/wide_x4_f64d1/``); docs/models.md has every run.
 BUNDLED: dict[str, BundledModel] = {
     "small": BundledModel(
@@ -56,9 +56,9 @@ BUNDLED: dict[str, BundledModel] = {
             4: TilePlan(tile=24, overlap=6, batch=8),
         },
         # csnln eval's default options (these tile plans, fp32) on Set5, as `csnln eval --data
-        # Set5 Set14 B100` printed it (benchmarks/results/eval_small.md: x2 run 7, x3 run 10,
+        # Set5 Set14 B100` printed it (benchmarks/results/eval_small.md: x2 run 12, x3 run 10,
         # x4 run 11)
-        set5_psnr={2: 37.003, 3: 33.308, 4: 31.210},
+        set5_psnr={2: 37.075, 3: 33.308, 4: 31.210},
     ),
 }
 
