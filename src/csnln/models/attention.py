@@ -77,6 +77,9 @@ class InScaleAttention(nn.Module):
             for start in range(0, h * w, chunk)
         ]
         out = out[0] if len(out) == 1 else torch.cat(out, dim=1)  # N, HW, C
+        # A copy into the input's layout: a reshape would be a channels-last view, and every
+        # later elementwise op mixing it with contiguous tensors (forward and backward) would
+        # take a slow strided path (benchmarks/results/train_step_small.md, 2026-12-04 run).
         return out.transpose(1, 2).contiguous().view(n, c, h, w)
 
 
