@@ -463,6 +463,9 @@ def test_cli_overrides_after_resume(
     # in command-line order: the later of two values for one key wins
     assert main([*args, "--resume", "log.every=3", "log.every=9", "--print-config"]) == 0
     assert "every: 9" in capsys.readouterr().out
+    # the override argparse took as --resume's checkpoint, with no other word after it
+    assert main([*args, "--print-config", "--resume", "steps=6"]) == 0
+    assert "steps: 6" in capsys.readouterr().out
     # python -m csnln.train takes them the same way
     assert module_main([*args[1:], "--resume", "steps=3", "log.every=1"]) == 0
     assert [c.step for c in list_checkpoints(run)] == [2, 3]

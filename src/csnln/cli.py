@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, leftovers = parser.parse_known_args(argv)
-    if leftovers and args.command == "train":  # key=value words after its options
+    if args.command == "train":  # key=value words after its options, or taken by --resume
         from .commands.train import take_leftover_overrides
 
         leftovers = take_leftover_overrides(args, leftovers)

@@ -100,11 +100,10 @@ def run(args: argparse.Namespace) -> int:
     if args.keys:
         print(config_table(), end="")
         return 0
+    # Both entry points pass args through take_leftover_overrides first, which also moves an
+    # override that argparse took as --resume's checkpoint back among the overrides.
     overrides = list(args.overrides)
     resume = args.resume
-    if _resume_is_override(resume):
-        overrides.append(resume)
-        resume = True
     if args.config is None:
         print("csnln train: a CONFIG.yaml is needed (see configs/)", file=sys.stderr)
         return 2
