@@ -15,6 +15,7 @@ from PIL import Image
 from csnln import CSNLN
 from csnln.ablation import (
     BUDGETS,
+    PAPER_STUDIES,
     REFERENCE,
     STUDIES,
     Budget,
@@ -113,9 +114,87 @@ def test_studies_have_the_issue_variants() -> None:
         "LIC-projection-p3-d4-f32",
     ]
     assert widths[2].network(small).config.n_feats == 32
-    assert len(study_runs(list(STUDIES), small)) == 15 * len(small.seeds)
+    assert len(study_runs(list(PAPER_STUDIES), small)) == 15 * len(small.seeds)
+    assert set(PAPER_STUDIES) | {"attention"} == set(STUDIES)
     with pytest.raises(ValueError, match="unknown study"):
         study_variants("breadth", small)
+
+
+def test_attention_study_at_the_bundled_budget() -> None:
+    """The issue's variants and seeds, and a local-only cell of the reference's cost."""
+    bundled = BUDGETS["bundled"]
+    assert (bundled.n_feats, bundled.depth, bundled.patch, bundled.batch) == (64, 1, 24, 8)
+    assert (bundled.steps, bundled.lr, bundled.validation) == (20_000, 2e-4, "holdout")
+    assert bundled.eval_sets == ("Set5", "Set14", "B100", "SunHays80")
+    runs = study_runs(["attention"], bundled)
+    keys = [(v.key, seed) for v, seed in runs]
+    assert keys == [
+        ("LIC-projection-p3-d1", 0),
+        ("L-projection-p3-d1", 0),
+        ("L-projection-p3-d1-f86", 0),
+        ("LI-projection-p3-d1", 0),
+        ("LC-projection-p3-d1", 0),
+        ("LIC-projection-p3-d1", 1),
+        ("L-projection-p3-d1", 1),
+        ("L-projection-p3-d1-f86", 1),
+    ]
+    matched = runs[2][0]
+    reference = mflop_per_pixel(REFERENCE.resolved(bundled).network(bundled), bundled.eval_tile)
+    cost = mflop_per_pixel(matched.network(bundled), bundled.eval_tile)
+    assert abs(cost / reference - 1) < 0.10
+    local = mflop_per_pixel(runs[1][0].network(bundled), bundled.eval_tile)
+    assert local < 0.7 * reference  # the attentions are a large share of the cost
+    # The matched variant's cost is found, not assumed, at other budgets too.
+    small = BUDGETS["small"]
+    small_matched = [v for v in study_variants("attention", small) if v.n_feats][0]
+    ref_small = mflop_per_pixel(REFERENCE.resolved(small).network(small), small.eval_tile)
+    assert abs(mflop_per_pixel(small_matched.network(small), small.eval_tile) / ref_small - 1) < 0.1
+
+
+def test_holdout_budget_never_trains_on_its_validation_split(
+    tmp_path: Path, data: tuple[str, Path]
+) -> None:
+    """A budget validating on the held-out split excludes it from training and validates on
+    it; the final evaluation stores per-image PSNR."""
+    from csnln.ablation import holdout_files, train_config
+
+    train_glob, bench = data
+    root = tmp_path / "train"
+    split = Path(data[0]).parent / "a"
+    budget = dataclasses.replace(TINY, validation="holdout", eval_sets=("Set5", "B100"))
+    files = holdout_files(budget, root)
+    assert len(files) == 10 and all(f.startswith(str(root)) for f in files)
+    assert holdout_files(TINY, root) == []
+    config = train_config(
+        REFERENCE.resolved(budget),
+        0,
+        budget,
+        tmp_path / "run",
+        train_dirs=[train_glob],
+        val_dir=[str(split / "im0.png")],
+        device="cpu",
+        threads=1,
+        exclude=[str(split / "im0.png")],
+    )
+    assert config.data.exclude == [str(split / "im0.png")]
+    assert config.val.dirs == [str(split / "im0.png")]
+    result = run_one(
+        REFERENCE.resolved(budget),
+        0,
+        budget,
+        tmp_path / "out",
+        train_dirs=[train_glob],
+        eval_sets=[str(bench / "Set5"), str(bench / "B100")],
+        resume=False,
+        device="cpu",
+        threads=1,
+        holdout=[str(split / "im0.png")],
+    )
+    assert result is not None
+    log = (run_dir(tmp_path / "out", budget, REFERENCE.resolved(budget), 0) / "train.log")
+    assert "held out of training (data.exclude): 1 images" in log.read_text()
+    assert set(result.per_image) == {"Set5", "B100"}
+    assert sorted(result.per_image["B100"]) == ["im0", "im1"]
 
 
 def test_unrolled_same_depth_is_identical_and_others_run() -> None:

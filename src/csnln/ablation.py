@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -69,7 +70,11 @@ PathArg = str | PathLike[str]
 #: Where the data are by default, relative to the current directory (the project's layout).
 DEFAULT_TRAIN_DIRS = ("../shared/data/train/*",)
 DEFAULT_BENCHMARKS = "../shared/data/benchmark"
+#: The folder holding the training folders, where the validation split lies
+#: (:mod:`csnln.data.splits`).
+DEFAULT_TRAIN_ROOT = "../shared/data/train"
 EVAL_SETS = ("Set5", "B100")
+HOLDOUT = "holdout"
 SCALE = 2
 SHORT = {"local": "L", "in_scale": "I", "cross_scale": "C"}
 
@@ -96,6 +101,10 @@ class Budget:
     eval_tile: int = 32
     eval_overlap: int = 8
     unroll_sets: tuple[str, ...] = ("Set5", "B100")  # where the unrolled models are measured
+    # The sets every final model is evaluated on; the first is also the validation set unless
+    # ``validation`` is HOLDOUT: the validation split of the training data, never trained on.
+    eval_sets: tuple[str, ...] = EVAL_SETS
+    validation: str = "Set5"
 
     def describe(self) -> str:
         return (
@@ -124,6 +133,14 @@ BUDGETS: dict[str, Budget] = {
         "paper", n_feats=128, depth=12, patch=48, batch=16, steps=100_000, lr=1e-4,
         seeds=(0, 1), depths=(1, 2, 4, 8, 12), widths=(32, 64, 128),
         unroll=(1, 2, 4, 8, 12, 16), val_every=5000, eval_tile=64, eval_overlap=16,
+    ),
+    # The bundled x2's shape and recipe (n_feats 64, one SEM step), validated on the held-out
+    # split of the training data, evaluated on four sets (SunHays80: scenes full of repeated
+    # structure). 2 CPU cores: about an hour of training per run at one thread.
+    "bundled": Budget(
+        "bundled", n_feats=64, depth=1, patch=24, batch=8, steps=20_000, lr=2e-4,
+        seeds=(0, 1), depths=(1,), widths=(64,), unroll=(1,), val_every=2000,
+        unroll_sets=(), eval_sets=("Set5", "Set14", "B100", "SunHays80"), validation=HOLDOUT,
     ),
 }  # fmt: skip
 
@@ -204,6 +221,19 @@ STUDIES: dict[str, tuple[str, Callable[[Budget], list[Variant]], str]] = {
         lambda budget: [Variant(depth=d) for d in budget.depths],
         "depth",
     ),
+    "attention": (
+        "Does the attention pay at the size we ship: the bundled cell (all three branches) "
+        "against local only, local only at the bundled cell's cost (wider, same FLOPs per "
+        "pixel within 10%), and each non-local branch alone with the local one.",
+        lambda budget: [
+            Variant(),
+            Variant(branches=("local",)),
+            Variant(branches=("local",), n_feats=matched_local_width(budget)),
+            Variant(branches=("local", "in_scale")),
+            Variant(branches=("local", "cross_scale")),
+        ],
+        "branches",
+    ),
     "width": (
         "How wide the network should be (n_feats, the channels of every layer), at the same "
         "steps, and which width is ahead at equal training time.",
@@ -212,6 +242,31 @@ STUDIES: dict[str, tuple[str, Callable[[Budget], list[Variant]], str]] = {
     ),
 }
 REFERENCE = Variant()
+#: Studies whose variants other than these need one seed only (the rest: the budget's seeds).
+_ALL_SEEDS: dict[str, Callable[[Budget], list[Variant]]] = {
+    "attention": lambda budget: [
+        Variant(),
+        Variant(branches=("local",)),
+        Variant(branches=("local",), n_feats=matched_local_width(budget)),
+    ],
+}
+#: The studies of the paper (``csnln ablate all``).
+PAPER_STUDIES = ("branches", "fusion", "patch", "depth", "width")
+
+
+def matched_local_width(budget: Budget) -> int:
+    """The even n_feats at which the local-only cell's forward FLOPs per LR pixel at the
+    budget's evaluation tile come closest to the reference's (all three branches; torch's
+    FLOP counter). At the bundled budget: 86 (2.42 against 2.46 MFLOP/px)."""
+    return _matched_local_width(budget.n_feats, budget.depth, budget.eval_tile)
+
+
+@functools.cache
+def _matched_local_width(n_feats: int, depth: int, tile: int) -> int:
+    target = mflop_per_pixel(CSNLN(SCALE, n_feats, depth), tile)
+    widths = range(n_feats + 2, 2 * n_feats + 1, 2)
+    costs = {w: mflop_per_pixel(CSNLN(SCALE, w, depth, branches=("local",)), tile) for w in widths}
+    return min(costs, key=lambda w: abs(costs[w] - target))
 
 
 def study_variants(study: str, budget: Budget) -> list[Variant]:
@@ -221,15 +276,27 @@ def study_variants(study: str, budget: Budget) -> list[Variant]:
     return [v.resolved(budget) for v in STUDIES[study][1](budget)]
 
 
+def variant_seeds(study: str, variant: Variant, budget: Budget) -> tuple[int, ...]:
+    """The seeds ``study`` trains ``variant`` with: the budget's, or its first only where the
+    study says so (the attention study's single-branch additions)."""
+    if study in _ALL_SEEDS:
+        wanted = [v.resolved(budget) for v in _ALL_SEEDS[study](budget)]
+        if variant not in wanted:
+            return budget.seeds[:1]
+    return budget.seeds
+
+
 def study_runs(studies: Sequence[str], budget: Budget) -> list[tuple[Variant, int]]:
     """Every (variant, seed) the studies need, each once: the first seed of every variant,
     then the second, so that a study cut short has every variant once."""
     variants: list[Variant] = []
+    seeds: dict[Variant, set[int]] = {}
     for study in studies:
         for v in study_variants(study, budget):
             if v not in variants:
                 variants.append(v)
-    return [(v, seed) for seed in budget.seeds for v in variants]
+            seeds.setdefault(v, set()).update(variant_seeds(study, v, budget))
+    return [(v, seed) for seed in budget.seeds for v in variants if seed in seeds[v]]
 
 
 # --- one run ---------------------------------------------------------------------------------
@@ -252,6 +319,8 @@ class RunResult:
     # Process CPU time (core-seconds) of training and evaluating it, when one process did all
     # of it (None: resumed, or finished before this was recorded)
     cpu_seconds: float | None = None
+    # dataset -> image name -> PSNR (Y, x2) of the final weights
+    per_image: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -273,6 +342,7 @@ class RunResult:
             train_seconds=float(data["train_seconds"]),
             unroll_window={int(k): v for k, v in data.get("unroll_window", {}).items()},
             cpu_seconds=data.get("cpu_seconds"),
+            per_image=data.get("per_image", {}),
         )
 
 
@@ -287,9 +357,10 @@ def train_config(
     folder: Path,
     *,
     train_dirs: Sequence[str],
-    val_dir: str,
+    val_dir: str | Sequence[str],
     device: str,
     threads: int,
+    exclude: Sequence[str] = (),
 ) -> Any:
     """The ``csnln train`` config of one run (also written to its folder as config.yaml)."""
     from .training import TrainConfig
@@ -312,6 +383,7 @@ def train_config(
                 "patch_size": budget.patch,
                 "batch_size": budget.batch,
                 "workers": 0,
+                **({"exclude": list(exclude)} if exclude else {}),
             },
             "optim": {
                 "lr": budget.lr,
@@ -329,7 +401,7 @@ def train_config(
             # Validation as the final evaluation runs (its last point is the final Set5
             # score); it neither trains nor selects, so it cannot change a run's result.
             "val": {
-                "dirs": [val_dir],
+                "dirs": [val_dir] if isinstance(val_dir, str) else list(val_dir),
                 "every": budget.val_every,
                 "precision": "fp32",
                 "tile": budget.eval_tile,
@@ -377,10 +449,17 @@ def eval_options(budget: Budget) -> Any:
 
 
 def _evaluate(model: CSNLN, sets: Sequence[str], budget: Budget) -> dict[str, tuple[float, float]]:
+    return {name: (p, s) for name, (p, s, _) in _evaluate_images(model, sets, budget).items()}
+
+
+def _evaluate_images(
+    model: CSNLN, sets: Sequence[str], budget: Budget
+) -> dict[str, tuple[float, float, dict[str, float]]]:
+    """dataset -> (PSNR, SSIM, image name -> PSNR)."""
     from .evaluation import evaluate
 
     results = evaluate(model, list(sets), SCALE, eval_options(budget), progress=False)
-    return {r.dataset: (r.psnr, r.ssim) for r in results}
+    return {r.dataset: (r.psnr, r.ssim, {i.name: i.psnr for i in r.per_image}) for r in results}
 
 
 def run_one(
@@ -396,6 +475,7 @@ def run_one(
     threads: int = 0,
     unroll: bool = False,
     train: bool = True,
+    holdout: Sequence[str] = (),
 ) -> RunResult | None:
     """Train and evaluate one run; its result (None: another process is training it, or
     ``train`` is False and it was never finished)."""
@@ -432,9 +512,10 @@ def run_one(
                 budget,
                 folder,
                 train_dirs=train_dirs,
-                val_dir=eval_sets[0],
+                val_dir=holdout or eval_sets[0],
                 device=device,
                 threads=threads,
+                exclude=holdout,
             )
             started, cpu_started = time.perf_counter(), time.process_time()
             resumed = resume and any((folder / "checkpoints").glob("*.safetensors"))
@@ -446,12 +527,12 @@ def run_one(
             assert isinstance(model, CSNLN)
             if threads:
                 torch.set_num_threads(threads)
-            scores = _evaluate(model.eval(), eval_sets, budget)
+            scores = _evaluate_images(model.eval(), eval_sets, budget)
             result = RunResult(
                 variant=variant,
                 seed=seed,
-                psnr={name: p for name, (p, _) in scores.items()},
-                ssim={name: s for name, (_, s) in scores.items()},
+                psnr={name: p for name, (p, _, _) in scores.items()},
+                ssim={name: s for name, (_, s, _) in scores.items()},
                 unroll=_unrolled_scores(model, eval_sets, budget, "resample") if unroll else {},
                 curve=validation_curve(folder),
                 train_seconds=seconds,
@@ -459,6 +540,7 @@ def run_one(
                 if unroll
                 else {},
                 cpu_seconds=None if resumed else time.process_time() - cpu_started,
+                per_image={name: images for name, (_, _, images) in scores.items()},
             )
         text = json.dumps(result.to_json(), indent=1)
         atomic_write(result_file, lambda tmp: tmp.write_text(text))
@@ -506,9 +588,16 @@ def _train_seconds(folder: Path, fallback: float) -> float:
 # --- a study ---------------------------------------------------------------------------------
 
 
+def holdout_files(budget: Budget, train_root: PathArg) -> list[str]:
+    """The validation split's files when the budget validates on it, else []."""
+    from .data.splits import validation_files
+
+    return validation_files(train_root) if budget.validation == HOLDOUT else []
+
+
 def _check_benchmarks(eval_sets: Sequence[str]) -> None:
     for folder in eval_sets:
-        if not Path(folder).is_dir():
+        if not Path(folder).exists():
             raise FileNotFoundError(f"benchmark folder {folder} not found (give --benchmarks)")
 
 
@@ -661,11 +750,12 @@ def estimate_cost(
     device: str = "auto",
     timed_steps: int = 4,
     on_variant: Callable[[int, int, Variant], None] | None = None,
+    train_root: PathArg = DEFAULT_TRAIN_ROOT,
 ) -> CostEstimate:
     """The cost of ``runs``, measured per variant: ``timed_steps`` full training steps
     (random patches of the budget's size: forward, backward, clip, Adam; after one untimed
-    step) and one evaluation on Set5, which is also what a validation pass costs (B100's
-    evaluation is scaled from it by LR pixels; an unrolled model's by its FLOP).
+    step) and one evaluation on Set5; a validation pass and the other sets' evaluations are
+    scaled from it by LR pixels, an unrolled model's by its FLOP.
 
     On a CPU the clock is the process's CPU time, so the figure is core-hours whatever else
     the machine is doing (contention for caches and memory still shows)."""
@@ -674,9 +764,15 @@ def estimate_cost(
 
     target = resolve_device(device)
     clock = _clock(target)
-    set5, b100 = (str(Path(benchmarks) / name) for name in EVAL_SETS)
-    _check_benchmarks([set5, b100])
-    b100_ratio = _lr_pixels(b100) / _lr_pixels(set5)
+    set5 = str(Path(benchmarks) / "Set5")
+    sets = [str(Path(benchmarks) / name) for name in budget.eval_sets]
+    validation_set = holdout_files(budget, train_root) or sets[:1]
+    _check_benchmarks([set5, *sets, *validation_set])
+    set5_pixels = _lr_pixels(set5)
+    eval_ratio = sum(_lr_pixels(s) for s in sets) / set5_pixels
+    validation_ratio = sum(_lr_pixels(s) for s in validation_set) / set5_pixels
+    b100 = str(Path(benchmarks) / "B100")
+    b100_ratio = _lr_pixels(b100) / set5_pixels if "B100" in budget.unroll_sets else 0.0
     depth_variants = set(study_variants("depth", budget))
     counts: dict[Variant, int] = {}
     for variant, _ in runs:
@@ -694,13 +790,14 @@ def estimate_cost(
             step = step_seconds(model, budget, target, clock, timed_steps)
             model.eval()
 
-            # A validation pass is the final evaluation on Set5 (see train_config).
+            # A validation pass runs as the final evaluation does (see train_config).
             began = clock()
             evaluate(model, [set5], SCALE, eval_options(budget), progress=False)
-            final_set5 = validation = clock() - began
-            evaluation = final_set5 * (1 + b100_ratio)
+            final_set5 = clock() - began
+            validation = final_set5 * validation_ratio
+            evaluation = final_set5 * eval_ratio
             if variant in depth_variants:
-                unroll_share = 1 + (b100_ratio if "B100" in budget.unroll_sets else 0)
+                unroll_share = 1 + b100_ratio
                 own = mflop_per_pixel(model, budget.eval_tile)
                 for depth in budget.unroll:
                     tails = 1 + (depth >= variant.depth)  # resampled; trained tail on last steps
@@ -735,6 +832,7 @@ def run_study(
     threads: int = 0,
     on_run: Callable[[int, int, Variant, int, str], None] | None = None,
     train: bool = True,
+    train_root: PathArg = DEFAULT_TRAIN_ROOT,
 ) -> list[RunResult]:
     """Train and evaluate every run of ``studies`` not finished yet (see the module doc);
     with ``train=False``, only finish the evaluations of finished runs (the unrolled models
@@ -744,8 +842,9 @@ def run_study(
     "busy": another process has it). Returns the results of the runs finished so far.
     """
     names = [studies] if isinstance(studies, str) else list(studies)
-    eval_sets = [str(Path(benchmarks) / name) for name in EVAL_SETS]
-    _check_data(train_dirs, eval_sets)
+    eval_sets = [str(Path(benchmarks) / name) for name in budget.eval_sets]
+    holdout = holdout_files(budget, train_root)
+    _check_data(train_dirs, eval_sets + holdout)
     runs = study_runs(names, budget)
     depth_variants = set(study_variants("depth", budget)) if "depth" in names else set()
     results = []
@@ -766,6 +865,7 @@ def run_study(
             threads=threads,
             unroll=unroll,
             train=train,
+            holdout=holdout,
         )
         if result is None and not train:
             continue

@@ -53,7 +53,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .data.files import IMAGE_SUFFIXES, images_in
+from .data.files import IMAGE_SUFFIXES, images_in, is_image_file
 from .data.imresize import imresize
 from .data.protocol import (
     UnreadableImageError,
@@ -189,8 +189,10 @@ def find_dataset(folder: PathArg, scale: int) -> list[DatasetEntry]:
     root = Path(folder)
     if not root.exists():
         raise FileNotFoundError(f"dataset folder not found: {root}")
+    if root.is_file() and is_image_file(root):  # one image: a dataset of one
+        return [DatasetEntry(root.stem, root, None)]
     if not root.is_dir():
-        raise ValueError(f"dataset path is not a folder: {root}")
+        raise ValueError(f"dataset path is not a folder or an image file: {root}")
     hr_dir, lr_dir = root, None
     if (root / "HR").is_dir():
         hr_dir = root / "HR"

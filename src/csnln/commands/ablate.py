@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     from ..ablation import (
         BUDGETS,
         DEFAULT_TRAIN_DIRS,
-        STUDIES,
+        PAPER_STUDIES,
         CostEstimate,
         Variant,
         estimate_cost,
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
             steps=args.steps,
             val_every=max(1, min(budget.val_every, args.steps // 4)),
         )
-    studies = list(STUDIES) if args.study == "all" else [args.study]
+    studies = list(PAPER_STUDIES) if args.study == "all" else [args.study]
     command = "csnln ablate " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 else [args.study])
 
     def on_run(index: int, total: int, variant: Variant, seed: int, state: str) -> None:

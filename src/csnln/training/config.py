@@ -113,6 +113,11 @@ class DataSection:
         "to the current directory. Images smaller than a patch are skipped with a warning; "
         "unreadable ones are skipped and named.",
     )
+    exclude: list[str] = _key(
+        [],
+        "Images (files or glob patterns) of `train_dirs` that are never trained on: a "
+        "validation split held out of the training data (`csnln.data.splits`).",
+    )
     patch_size: int = _key(
         48, "LR patch size p; the HR patch is scale*p (the paper: 48, i.e. HR 96/144/192)."
     )

@@ -382,6 +382,10 @@ def _prepare_data(config: TrainConfig, info: DistInfo) -> PatchDataset:
     if not d.train_dirs:
         raise ConfigError("data.train_dirs is empty: give the folders of HR training images")
     files = find_images(d.train_dirs)
+    if d.exclude:
+        held_out = {f.resolve() for f in find_images(d.exclude)}
+        files = [f for f in files if f.resolve() not in held_out]
+        log.info("held out of training (data.exclude): %d images", len(held_out))
     cache_dir = None if d.cache == "memory" else Path(d.cache_dir or default_cache_dir())
     kwargs = {
         "scale": config.model.scale,
