@@ -191,7 +191,7 @@ def test_holdout_budget_never_trains_on_its_validation_split(
         holdout=[str(split / "im0.png")],
     )
     assert result is not None
-    log = (run_dir(tmp_path / "out", budget, REFERENCE.resolved(budget), 0) / "train.log")
+    log = run_dir(tmp_path / "out", budget, REFERENCE.resolved(budget), 0) / "train.log"
     assert "held out of training (data.exclude): 1 images" in log.read_text()
     assert set(result.per_image) == {"Set5", "B100"}
     assert sorted(result.per_image["B100"]) == ["im0", "im1"]

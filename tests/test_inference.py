@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import csnln
-from csnln import inference
+from csnln import device, inference
 from csnln.inference import (
     Upscaler,
     chop_tile_count,
@@ -223,12 +223,12 @@ def test_fast_bf16_needs_flags_and_a_measured_speedup(monkeypatch: pytest.Monkey
     cpu = torch.device("cpu")
     speedup = inference.cpu_bf16_speedup()
     assert speedup > 0 and inference.cpu_bf16_speedup() == speedup  # measured once, cached
-    monkeypatch.setattr(inference, "_cpu_flags", lambda: frozenset({"avx512_bf16"}))
-    monkeypatch.setattr(inference, "cpu_bf16_speedup", lambda: 0.55)  # no AMX: bf16 slower
+    monkeypatch.setattr(device, "_cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 0.55)  # no AMX: bf16 slower
     assert not fast_bf16(cpu) and resolve_precision("auto", cpu) == "fp32"
-    monkeypatch.setattr(inference, "cpu_bf16_speedup", lambda: 4.4)
+    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 4.4)
     assert fast_bf16(cpu) and resolve_precision("auto", cpu) == "bf16"
-    monkeypatch.setattr(inference, "_cpu_flags", lambda: frozenset({"avx2"}))
+    monkeypatch.setattr(device, "_cpu_flags", lambda: frozenset({"avx2"}))
     assert not fast_bf16(cpu)
 
 

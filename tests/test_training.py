@@ -28,7 +28,7 @@ from csnln.training import (
     run_training,
     train,
 )
-from csnln.training import loop as loop_module
+from csnln.training import trainer as loop_module
 from csnln.training.checkpointing import find_checkpoint, list_checkpoints, load_state
 from csnln.training.data import (
     PatchDataset,

@@ -197,6 +197,7 @@ def test_refusal_counts_the_calls_running_at_once(
     # A fixed tile without a budget keeps its two calls at once; when the free memory holds
     # one call but not two, the refusal's figures are those of both calls.
     from csnln import inference
+    from csnln.inference import planner
 
     options = dict(tile=32, tile_overlap=4, tile_batch=1, tile_streams=2, device="cpu")
     one = plan_upscale(tiny, 100, 100, **options, max_memory="8GB")
@@ -204,7 +205,7 @@ def test_refusal_counts_the_calls_running_at_once(
     call = (
         one.needed - inference.output_bytes(2, 100, 100, 1, tiled=True, alpha=False, ensemble=False)
     ) // 2
-    monkeypatch.setattr(inference, "available_memory", lambda device: one.needed - call // 2)
+    monkeypatch.setattr(planner, "available_memory", lambda device: one.needed - call // 2)
     with pytest.raises(MemoryBudgetError, match="2 calls at once.*--tile-streams 1") as info:
         plan_upscale(tiny, 100, 100, **options)
     assert info.value.needed == one.needed > info.value.budget

@@ -722,8 +722,8 @@ def step_seconds(
 ) -> float:
     """Seconds of ``clock`` per full training step of ``model`` at the budget's batch and
     patch (random data: forward, backward, clip, Adam), after one untimed step."""
-    from .inference import precision_context
-    from .training.loop import l1_loss
+    from .device import precision_context
+    from .training.schedule import l1_loss
 
     optimizer = torch.optim.Adam(model.parameters(), lr=budget.lr)
     lr = torch.rand(budget.batch, 3, budget.patch, budget.patch, device=target)
@@ -759,8 +759,8 @@ def estimate_cost(
 
     On a CPU the clock is the process's CPU time, so the figure is core-hours whatever else
     the machine is doing (contention for caches and memory still shows)."""
+    from .device import resolve_device
     from .evaluation import evaluate
-    from .inference import resolve_device
 
     target = resolve_device(device)
     clock = _clock(target)
@@ -1131,7 +1131,7 @@ def _equal_time(
     time, one variant after the other), its validation curve put on that time axis, and each
     variant compared with the reference at the time the cheaper of the two finished.
     ``step_costs``: seconds per step given instead of measured."""
-    from .inference import resolve_device
+    from .device import resolve_device
 
     target = resolve_device("auto")
     clock = _clock(target)

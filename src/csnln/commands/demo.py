@@ -17,7 +17,7 @@ import sys
 
 from ..allocator import keep_freed_memory
 from ..demo import demo
-from ..inference import PRECISION_CHOICES
+from ..device import PRECISION_CHOICES
 from ..models.official import CheckpointError
 from . import exists_error
 

@@ -33,6 +33,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ..allocator import keep_freed_memory
+from ..device import PRECISION_CHOICES
 from ..evaluation import (
     UnreadableImageWarning,
     evaluate,
@@ -40,7 +41,6 @@ from ..evaluation import (
     write_csv,
     write_json,
 )
-from ..inference import PRECISION_CHOICES
 from ..models.official import CheckpointError
 from ..upscaling import default_model_name
 from . import add_tile_options, run_options

@@ -38,8 +38,8 @@ import torch
 from tqdm import tqdm
 
 from ..allocator import keep_freed_memory
+from ..device import PRECISION_CHOICES, resolve_device, resolve_precision
 from ..imageio import SUPPORTED_EXTENSIONS, ImageReadError, check_writable, expand_inputs
-from ..inference import PRECISION_CHOICES, resolve_device, resolve_precision
 from ..models.descriptor import describe
 from ..models.network import MIN_INPUT_SIZE
 from ..models.official import CheckpointError

@@ -11,11 +11,15 @@ A checkpoint of step ``k`` is two files in ``<run>/checkpoints/``:
 Both are written atomically (temporary file + rename), the state first: a checkpoint counts
 only when both files exist, so a crash while writing leaves the previous one in charge.
 :class:`StopRequest` turns SIGINT/SIGTERM into a flag the loop checks after each step.
+Resuming: :func:`resume_point` finds where a run continues, :func:`state_payload` is what a
+checkpoint saves beside the weights, :func:`restore` puts it back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
 import re
 import signal
 import threading
@@ -30,9 +34,15 @@ import torch
 from ..files import atomic_write
 from ..models.checkpoint import read_checkpoint, save_checkpoint
 from ..models.network import CSNLN
+from .config import TrainConfig
 
 __all__ = [
     "CheckpointFiles",
+    "ResumeArg",
+    "TrainState",
+    "resume_point",
+    "restore",
+    "state_payload",
     "StopRequest",
     "find_checkpoint",
     "list_checkpoints",
@@ -40,6 +50,9 @@ __all__ = [
     "prune_checkpoints",
     "save_training_checkpoint",
 ]
+
+log = logging.getLogger("csnln.training")
+ResumeArg = bool | str | PathLike[str] | None
 
 STATE_FORMAT = "csnln-train-state"
 STATE_VERSION = 1
@@ -178,3 +191,88 @@ class StopRequest:
             with contextlib.suppress(ValueError, OSError):
                 signal.signal(sig, handler)
         self._previous.clear()
+
+
+# --- resuming --------------------------------------------------------------------------------
+
+
+class TrainState:
+    """The loop's counters, saved in checkpoints with the optimizer."""
+
+    step: int = 0
+    lr_scale: float = 1.0
+    best_psnr: float = -math.inf
+    best_step: int = -1
+
+
+def resume_point(config: TrainConfig, resume: ResumeArg) -> CheckpointFiles | None:
+    run_dir = config.run_dir
+    if resume is None or resume is False:
+        if list_checkpoints(run_dir):
+            raise FileExistsError(
+                f"{run_dir} already holds checkpoints of a run: continue it with --resume, "
+                "or choose another name/output_dir"
+            )
+        return None
+    if resume is True:
+        found = list_checkpoints(run_dir)
+        if not found:
+            log.info("no checkpoint in %s: starting a new run", run_dir / "checkpoints")
+            return None
+        return found[-1]
+    return find_checkpoint(resume, run_dir)
+
+
+def state_payload(
+    config: TrainConfig,
+    state: TrainState,
+    optimizer: torch.optim.Optimizer,
+    scaler: Any,
+    world: int,
+    precision: str,
+) -> dict[str, Any]:
+    return {
+        "precision": precision,  # what `auto` resolved to, for a resumed run
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else {},
+        "lr_scale": state.lr_scale,
+        "best_psnr": state.best_psnr,
+        "best_step": state.best_step,
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "world_size": world,
+        "config": config.to_yaml(),
+    }
+
+
+def restore(
+    files: CheckpointFiles,
+    loaded: tuple[dict[str, torch.Tensor], dict[str, Any]],
+    model: CSNLN,
+    optimizer: torch.optim.Optimizer,
+    scaler: Any,
+    state: TrainState,
+) -> None:
+    tensors, saved = loaded
+    expected = model.state_dict()
+    wrong = sorted(
+        set(tensors) ^ set(expected)
+        | {k for k in tensors if k in expected and tensors[k].shape != expected[k].shape}
+    )
+    if wrong:
+        raise ValueError(
+            f"{files.weights} does not fit the configured model (scale "
+            f"{model.scale}, n_feats {model.n_feats}, depth {model.depth}): {wrong[:5]}"
+        )
+    model.load_state_dict(tensors)
+    optimizer.load_state_dict(saved["optimizer"])
+    if scaler is not None and saved.get("scaler"):
+        scaler.load_state_dict(saved["scaler"])
+    state.step = int(saved["step"])
+    state.lr_scale = float(saved["lr_scale"])
+    state.best_psnr = float(saved["best_psnr"])
+    state.best_step = int(saved["best_step"])
+    torch.set_rng_state(saved["rng"])
+    if torch.cuda.is_available() and len(saved.get("cuda_rng", [])) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
+

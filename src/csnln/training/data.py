@@ -37,9 +37,12 @@ from ..data.imresize import imresize, modcrop
 from ..data.protocol import load_rgb, to_uint8_matlab
 from ..files import atomic_write
 from ..progress import progress as progress_bar
+from .config import ConfigError, TrainConfig
+from .distributed import DistInfo, barrier
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "prepare_data",
     "ImageRecord",
     "PatchDataset",
     "StepBatchSampler",
@@ -369,3 +372,44 @@ def make_loader(
         persistent_workers=False,
         prefetch_factor=4 if workers > 0 else None,
     )
+
+
+def prepare_data(config: TrainConfig, info: DistInfo) -> PatchDataset:
+    d = config.data
+    if not d.train_dirs:
+        raise ConfigError("data.train_dirs is empty: give the folders of HR training images")
+    files = find_images(d.train_dirs)
+    if d.exclude:
+        held_out = {f.resolve() for f in find_images(d.exclude)}
+        files = [f for f in files if f.resolve() not in held_out]
+        log.info("held out of training (data.exclude): %d images", len(held_out))
+    cache_dir = None if d.cache == "memory" else Path(d.cache_dir or default_cache_dir())
+    kwargs = {
+        "scale": config.model.scale,
+        "patch_size": d.patch_size,
+        "cache_dir": cache_dir,
+        "threads": max(1, d.workers),
+    }
+    if cache_dir is not None and info.distributed:
+        # Rank 0 fills the shared cache, the others then read it.
+        if info.is_main:
+            records = prepare_images(files, progress=config.log.progress, **kwargs)
+        barrier(info)
+        if not info.is_main:
+            records = prepare_images(files, **kwargs)
+    else:
+        records = prepare_images(files, progress=config.log.progress and info.is_main, **kwargs)
+    log.info(
+        "training data: %d images (%.1f Mpx HR) from %d folder pattern(s)",
+        len(records),
+        sum(r.lr_size[0] * r.lr_size[1] for r in records) * config.model.scale**2 / 1e6,
+        len(d.train_dirs),
+    )
+    return PatchDataset(
+        records,
+        scale=config.model.scale,
+        patch_size=d.patch_size,
+        augment=d.augment,
+        seed=config.seed,
+    )
+

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ..inference import resolve_device
+from ..device import resolve_device
 
 __all__ = ["DistInfo", "all_reduce_sum", "barrier", "cleanup", "setup"]
 

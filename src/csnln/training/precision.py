@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..inference import cpu_has_bf16, precision_context
+from ..device import cpu_has_bf16, precision_context
 
 #: How much faster than float32 a bf16 step must run for ``auto`` to pick it (bf16 rounds
 #: activations; a tie goes to float32).

@@ -34,7 +34,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..attention_maps import attention_maps, attention_picture
-from ..inference import PRECISION_CHOICES, RunOptions, Upscaler
+from ..device import PRECISION_CHOICES
+from ..inference import RunOptions, Upscaler
 from ..models.network import CSNLN, MIN_INPUT_SIZE
 from ..upscaling import resolve_model
 from ..zoo import BUNDLED

@@ -1,4 +1,4 @@
-"""The training loop: :func:`train` (Python API of ``csnln train``).
+"""The trainer: :func:`train` (Python API of ``csnln train``) and the loop of one run.
 
 One step, top to bottom: this process's share of the global batch -> forward under autocast
 (bf16 / fp16) -> L1 loss in float32 -> backward (scaled for fp16) -> gradient norm and
@@ -22,49 +22,46 @@ resolved config), ``log.csv`` (step, loss, lr, it_s, val_psnr, val_ssim, elapsed
 from __future__ import annotations
 
 import copy
-import csv
 import logging
 import math
-import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
-from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from ..allocator import keep_freed_memory
-from ..files import atomic_write
-from ..inference import precision_context
+from ..device import precision_context
 from ..models.checkpoint import save_checkpoint
-from ..models.network import CSNLN, CSNLNConfig, checkpointing_mode
+from ..models.network import checkpointing_mode
 from ..progress import progress as progress_bar
 from .checkpointing import (
-    CheckpointFiles,
+    ResumeArg,
     StopRequest,
+    TrainState,
     checkpoint_files,
-    find_checkpoint,
     list_checkpoints,
     load_state,
     prune_checkpoints,
+    restore,
+    resume_point,
     save_training_checkpoint,
+    state_payload,
 )
-from .config import ConfigError, OptimSection, TrainConfig
-from .data import PatchDataset, default_cache_dir, find_images, make_loader, prepare_images
+from .config import ConfigError, TrainConfig
+from .data import make_loader, prepare_data
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, setup
+from .logs import CsvLog, Meter, start_logging, stop_logging, tensorboard_writer
+from .model_init import build_model
 from .precision import choose_precision
+from .schedule import l1_loss, learning_rate
+from .validation import validate_model
 
-__all__ = ["TrainResult", "build_model", "learning_rate", "run_training", "train"]
+__all__ = ["TrainResult", "run_training", "train"]
 
 log = logging.getLogger("csnln.training")
-
-CSV_COLUMNS = ("step", "loss", "lr", "it_s", "val_psnr", "val_ssim", "elapsed_s")
-ResumeArg = bool | str | PathLike[str] | None
 
 
 @dataclass
@@ -102,357 +99,15 @@ def train(config: TrainConfig, *, resume: ResumeArg = None) -> Path:
 def run_training(config: TrainConfig, *, resume: ResumeArg = None) -> TrainResult:
     """:func:`train`, returning a :class:`TrainResult` (finished or stopped, step, best)."""
     info = setup(config.train.device)
-    handlers = _start_logging(config.run_dir, info)
+    handlers = start_logging(config.run_dir, info)
     threads = torch.get_num_threads()
     try:
         return _run(config, info, resume)
     finally:
         torch.set_num_threads(threads)
-        _stop_logging(handlers)
+        stop_logging(handlers)
         cleanup(info)
 
-
-# --- pieces ----------------------------------------------------------------------------------
-
-
-def learning_rate(optim: OptimSection, total_steps: int, step: int) -> float:
-    """The scheduled learning rate of step ``step`` (0-based), before rollback halvings."""
-    if optim.schedule == "step":
-        lr = optim.lr * optim.gamma ** (step // optim.step_size)
-    elif optim.schedule == "cosine":
-        progress = min(1.0, step / max(1, total_steps))
-        lr = optim.min_lr + (optim.lr - optim.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
-    else:
-        lr = optim.lr
-    if optim.warmup_steps and step < optim.warmup_steps:
-        lr *= (step + 1) / optim.warmup_steps
-    return lr
-
-
-def build_model(config: TrainConfig) -> CSNLN:
-    """The network of ``config.model`` (initialised from ``model.init`` when set)."""
-    m = config.model
-    model = CSNLN(
-        m.scale,
-        m.n_feats,
-        m.depth,
-        branches=m.branches,
-        fusion=m.fusion,
-        patch_size=m.patch_size,
-        chunk_size=m.chunk_size,
-    )
-    model.set_gradient_checkpointing(m.gradient_checkpointing)
-    if m.init:
-        from ..zoo import BUNDLED, load_model
-
-        # A bundled name has one file per scale: its x{scale} weights (fine-tuning).
-        source = load_model(m.init, m.scale if m.init in BUNDLED else None)
-        if not isinstance(source, CSNLN) or _architecture(source.config) != _architecture(
-            model.config
-        ):
-            got = source.config if isinstance(source, CSNLN) else type(source).__name__
-            raise ConfigError(
-                f"model.init {m.init}: its architecture ({got}) differs from the model's "
-                f"({model.config})"
-            )
-        if source.scale == m.scale:
-            model.load_state_dict(source.state_dict())
-        else:
-            # Warm start across scales: the weights whose names and shapes agree (the head,
-            # the attentions, the fusion, the 3x3 convs) come from the source; the layers that
-            # depend on the scale (strided convs of another size, x4's second stage, the
-            # tail's order) keep their initialisation.
-            own = model.state_dict()
-            shared = {
-                k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape
-            }
-            model.load_state_dict(shared, strict=False)
-            log.info(
-                "model.init %s (x%d): %d of %d tensors loaded into the x%d model; new: %s",
-                m.init,
-                source.scale,
-                len(shared),
-                len(own),
-                m.scale,
-                ", ".join(sorted(set(own) - set(shared))[:8])
-                + (" ..." if len(own) - len(shared) > 8 else ""),
-            )
-    return model
-
-
-def _architecture(config: CSNLNConfig) -> tuple[Any, ...]:
-    """What two networks must share for one's weights to load into the other (any scale)."""
-    return (config.n_feats, config.depth, config.branches, config.fusion, config.patch_size)
-
-
-def l1_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-    """The training loss: mean absolute error (float32)."""
-    return F.l1_loss(sr, hr)
-
-
-@dataclass
-class _State:
-    """The loop's counters, saved in checkpoints with the optimizer."""
-
-    step: int = 0
-    lr_scale: float = 1.0
-    best_psnr: float = -math.inf
-    best_step: int = -1
-
-
-class _Meter:
-    """Mean loss and speed between two log rows."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.total, self.count, self.steps, self.start = 0.0, 0, 0, time.perf_counter()
-
-    def add(self, loss: float | None) -> None:
-        self.steps += 1
-        if loss is not None:
-            self.total += loss
-            self.count += 1
-
-    @property
-    def loss(self) -> float:
-        return self.total / self.count if self.count else math.nan
-
-    def row(self) -> dict[str, float]:
-        seconds = max(time.perf_counter() - self.start, 1e-9)
-        out = {"loss": self.loss, "it_s": self.steps / seconds}
-        self.reset()
-        return out
-
-
-class _CsvLog:
-    """``log.csv``; on resume, rows after the resumed step (a crashed tail) are dropped."""
-
-    def __init__(self, path: Path, start_step: int) -> None:
-        self.path = path
-        kept: list[dict[str, str]] = []
-        if path.is_file() and start_step > 0:
-            with path.open(newline="") as handle:
-                kept = [r for r in csv.DictReader(handle) if int(r.get("step") or 0) <= start_step]
-
-        def write(tmp: Path) -> None:
-            with open(tmp, "w", newline="") as handle:
-                writer = csv.DictWriter(handle, CSV_COLUMNS, extrasaction="ignore")
-                writer.writeheader()
-                writer.writerows(kept)
-
-        atomic_write(path, write)
-        self.handle = path.open("a", newline="")
-        self.writer = csv.DictWriter(self.handle, CSV_COLUMNS, extrasaction="ignore")
-
-    def write(self, row: dict[str, Any]) -> None:
-        self.writer.writerow({k: _cell(v) for k, v in row.items()})
-        self.handle.flush()
-
-    def close(self) -> None:
-        self.handle.close()
-
-
-def validation_curve(run_dir: str | PathLike[str]) -> list[tuple[int, float]]:
-    """The (step, validation PSNR) rows of a run folder's ``log.csv`` ([] when it has none)."""
-    path = Path(run_dir) / "log.csv"
-    if not path.is_file():
-        return []
-    with path.open(newline="") as handle:
-        return [
-            (int(row["step"]), float(row["val_psnr"]))
-            for row in csv.DictReader(handle)
-            if row.get("val_psnr")
-        ]
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.6g}"
-    return value
-
-
-class _TqdmHandler(logging.Handler):
-    """Log lines on stderr that do not break the progress bar."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            tqdm.write(self.format(record), file=sys.stderr)
-        except Exception:  # pragma: no cover
-            self.handleError(record)
-
-
-def _start_logging(run_dir: Path, info: DistInfo) -> list[logging.Handler]:
-    handlers: list[logging.Handler] = []
-    log.setLevel(logging.INFO if info.is_main else logging.ERROR)
-    if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        console = _TqdmHandler()
-        console.setFormatter(logging.Formatter("%(message)s"))
-        logfile = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
-        logfile.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        handlers = [console, logfile]
-    for handler in handlers:
-        log.addHandler(handler)
-    return handlers
-
-
-def _stop_logging(handlers: Sequence[logging.Handler]) -> None:
-    for handler in handlers:
-        log.removeHandler(handler)
-        handler.close()
-    log.setLevel(logging.NOTSET)
-
-
-def _resume_point(config: TrainConfig, resume: ResumeArg) -> CheckpointFiles | None:
-    run_dir = config.run_dir
-    if resume is None or resume is False:
-        if list_checkpoints(run_dir):
-            raise FileExistsError(
-                f"{run_dir} already holds checkpoints of a run: continue it with --resume, "
-                "or choose another name/output_dir"
-            )
-        return None
-    if resume is True:
-        found = list_checkpoints(run_dir)
-        if not found:
-            log.info("no checkpoint in %s: starting a new run", run_dir / "checkpoints")
-            return None
-        return found[-1]
-    return find_checkpoint(resume, run_dir)
-
-
-def _state_payload(
-    config: TrainConfig,
-    state: _State,
-    optimizer: torch.optim.Optimizer,
-    scaler: Any,
-    world: int,
-    precision: str,
-) -> dict[str, Any]:
-    return {
-        "precision": precision,  # what `auto` resolved to, for a resumed run
-        "optimizer": optimizer.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else {},
-        "lr_scale": state.lr_scale,
-        "best_psnr": state.best_psnr,
-        "best_step": state.best_step,
-        "rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "world_size": world,
-        "config": config.to_yaml(),
-    }
-
-
-def _restore(
-    files: CheckpointFiles,
-    loaded: tuple[dict[str, torch.Tensor], dict[str, Any]],
-    model: CSNLN,
-    optimizer: torch.optim.Optimizer,
-    scaler: Any,
-    state: _State,
-) -> None:
-    tensors, saved = loaded
-    expected = model.state_dict()
-    wrong = sorted(
-        set(tensors) ^ set(expected)
-        | {k for k in tensors if k in expected and tensors[k].shape != expected[k].shape}
-    )
-    if wrong:
-        raise ValueError(
-            f"{files.weights} does not fit the configured model (scale "
-            f"{model.scale}, n_feats {model.n_feats}, depth {model.depth}): {wrong[:5]}"
-        )
-    model.load_state_dict(tensors)
-    optimizer.load_state_dict(saved["optimizer"])
-    if scaler is not None and saved.get("scaler"):
-        scaler.load_state_dict(saved["scaler"])
-    state.step = int(saved["step"])
-    state.lr_scale = float(saved["lr_scale"])
-    state.best_psnr = float(saved["best_psnr"])
-    state.best_step = int(saved["best_step"])
-    torch.set_rng_state(saved["rng"])
-    if torch.cuda.is_available() and len(saved.get("cuda_rng", [])) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(saved["cuda_rng"])
-
-
-def _prepare_data(config: TrainConfig, info: DistInfo) -> PatchDataset:
-    d = config.data
-    if not d.train_dirs:
-        raise ConfigError("data.train_dirs is empty: give the folders of HR training images")
-    files = find_images(d.train_dirs)
-    if d.exclude:
-        held_out = {f.resolve() for f in find_images(d.exclude)}
-        files = [f for f in files if f.resolve() not in held_out]
-        log.info("held out of training (data.exclude): %d images", len(held_out))
-    cache_dir = None if d.cache == "memory" else Path(d.cache_dir or default_cache_dir())
-    kwargs = {
-        "scale": config.model.scale,
-        "patch_size": d.patch_size,
-        "cache_dir": cache_dir,
-        "threads": max(1, d.workers),
-    }
-    if cache_dir is not None and info.distributed:
-        # Rank 0 fills the shared cache, the others then read it.
-        if info.is_main:
-            records = prepare_images(files, progress=config.log.progress, **kwargs)
-        barrier(info)
-        if not info.is_main:
-            records = prepare_images(files, **kwargs)
-    else:
-        records = prepare_images(files, progress=config.log.progress and info.is_main, **kwargs)
-    log.info(
-        "training data: %d images (%.1f Mpx HR) from %d folder pattern(s)",
-        len(records),
-        sum(r.lr_size[0] * r.lr_size[1] for r in records) * config.model.scale**2 / 1e6,
-        len(d.train_dirs),
-    )
-    return PatchDataset(
-        records,
-        scale=config.model.scale,
-        patch_size=d.patch_size,
-        augment=d.augment,
-        seed=config.seed,
-    )
-
-
-def _validate(model: CSNLN, config: TrainConfig, device: torch.device) -> tuple[float, float]:
-    """Mean PSNR/SSIM over the validation folders (evaluation protocol of csnln eval)."""
-    from ..evaluation import evaluate
-
-    try:
-        results = evaluate(
-            model,
-            config.val.dirs,
-            config.model.scale,
-            tile=config.val.tile,
-            tile_overlap=config.val.tile_overlap,
-            precision=config.val.precision,
-            device=device,
-            progress=False,
-        )
-    finally:
-        model.train()
-    psnrs = [r.psnr for r in results if math.isfinite(r.psnr)]
-    ssims = [r.ssim for r in results if math.isfinite(r.ssim)]
-    for r in results:
-        log.info(
-            "  %s x%d: %.4f dB / %.5f (%d images)", r.dataset, r.scale, r.psnr, r.ssim, r.images
-        )
-    return (
-        sum(psnrs) / len(psnrs) if psnrs else math.nan,
-        sum(ssims) / len(ssims) if ssims else math.nan,
-    )
-
-
-def _tensorboard(run_dir: Path, start_step: int) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        log.warning("log.tensorboard is on, but tensorboard is not installed: not writing it")
-        return None
-    return SummaryWriter(str(run_dir / "tb"), purge_step=start_step or None)
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -503,7 +158,7 @@ class Trainer:
             torch.set_num_threads(config.train.threads)
         if config.train.keep_freed_memory and self.device.type == "cpu":
             keep_freed_memory()
-        self.start = _resume_point(config, resume)
+        self.start = resume_point(config, resume)
 
         # Model, optimizer, gradient scaler (fp16), state; then the checkpoint to continue from.
         torch.manual_seed(config.seed)
@@ -517,7 +172,7 @@ class Trainer:
             eps=o.eps,
             weight_decay=o.weight_decay,
         )
-        self.state = _State()
+        self.state = TrainState()
         loaded = load_state(self.start) if self.start is not None else None
         if self.precision == "auto":
             # A resumed run keeps the choice its first process made (runs saved before
@@ -526,7 +181,7 @@ class Trainer:
             self.precision = saved or self._choose_precision()
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         if self.start is not None and loaded is not None:
-            _restore(self.start, loaded, self.model, self.optimizer, self.scaler, self.state)
+            restore(self.start, loaded, self.model, self.optimizer, self.scaler, self.state)
             log.info("resuming from %s (step %d)", self.start.weights, self.state.step)
         self.initial = (
             self.state.step,
@@ -535,7 +190,7 @@ class Trainer:
         )
         if info.is_main:
             (self.run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
-        self.dataset = _prepare_data(config, info)
+        self.dataset = prepare_data(config, info)
         self.net: nn.Module = self.model
         if info.distributed:
             # With depth 1 the cell's LR output (output_down, post_conv) is unused.
@@ -562,10 +217,10 @@ class Trainer:
             _checkpointing_note(config.model.gradient_checkpointing),
             self.run_dir,
         )
-        self.csv_log: _CsvLog | None = None
+        self.csv_log: CsvLog | None = None
         self.board: Any = None
         self.bar: Any = None
-        self.meter, self.began = _Meter(), time.perf_counter()
+        self.meter, self.began = Meter(), time.perf_counter()
         self.bad_in_row, self.stopped_by = 0, None
         self.last_saved = self.state.step
         self.latest: Path | None = self.start.weights if self.start is not None else None
@@ -597,9 +252,9 @@ class Trainer:
                 "already at step %d of train.steps %d: nothing to train", state.step, self.total
             )
         if info.is_main:
-            self.csv_log = _CsvLog(self.run_dir / "log.csv", state.step)
+            self.csv_log = CsvLog(self.run_dir / "log.csv", state.step)
             if config.log.tensorboard:
-                self.board = _tensorboard(self.run_dir, state.step)
+                self.board = tensorboard_writer(self.run_dir, state.step)
         self.bar = progress_bar(
             total=self.total,
             initial=state.step,
@@ -741,7 +396,7 @@ class Trainer:
     def save(self) -> None:
         state, info, config = self.state, self.info, self.config
         if info.is_main:
-            payload = _state_payload(
+            payload = state_payload(
                 config, state, self.optimizer, self.scaler, info.world_size, self.precision
             )
             files = save_training_checkpoint(
@@ -759,7 +414,7 @@ class Trainer:
             return {}
         psnr = ssim = math.nan
         if self.info.is_main:
-            psnr, ssim = _validate(self.model, config, self.device)
+            psnr, ssim = validate_model(self.model, config, self.device)
             log.info("step %d: validation PSNR %.4f dB, SSIM %.5f", state.step, psnr, ssim)
             if config.checkpoint.keep_best and math.isfinite(psnr) and psnr > state.best_psnr:
                 state.best_psnr, state.best_step = psnr, state.step
@@ -775,7 +430,7 @@ class Trainer:
         found = list_checkpoints(self.run_dir)
         if found:
             loaded = load_state(found[-1])
-            _restore(found[-1], loaded, self.model, self.optimizer, self.scaler, state)
+            restore(found[-1], loaded, self.model, self.optimizer, self.scaler, state)
             source = f"checkpoint {found[-1].weights}"
         else:
             state.step = self.initial[0]
@@ -831,3 +486,4 @@ class Trainer:
             log.info("%s", summary)
         barrier(info)
         return TrainResult(final, state.step, True, best_psnr=best)
+
