@@ -19,7 +19,6 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from csnln.ablation import (  # noqa: E402
     BUDGETS,
-    DEFAULT_TRAIN_DIRS,
     REFERENCE,
     Variant,
     estimate_cost,
@@ -32,7 +31,8 @@ variant = (
     if len(sys.argv) > 1
     else REFERENCE.resolved(budget)
 )
-cost = estimate_cost([(variant, 0)], budget, threads=1)
+TRAIN_DIRS = ["../shared/data/train/*"]
+cost = estimate_cost([(variant, 0)], budget, benchmarks="../shared/data/benchmark", threads=1)
 v = cost.variants[0]
 print(
     f"estimate {variant.key}: step {v.step:.3f}s, {cost.summary()}, total {cost.total:.0f} CPU-s",
@@ -44,7 +44,7 @@ r = run_one(
     0,
     budget,
     "/tmp/abl_check",
-    train_dirs=DEFAULT_TRAIN_DIRS,
+    train_dirs=TRAIN_DIRS,
     eval_sets=["../shared/data/benchmark/Set5", "../shared/data/benchmark/B100"],
     resume=False,
     threads=1,

@@ -502,3 +502,26 @@ def test_evaluate_only_finishes_missing_unrolls_and_trains_nothing(
     assert not run_dir(out, TINY, Variant(depth=1), 0).exists()  # nothing trained
     report = write_report("depth", TINY, out, benchmarks=bench, timing=False).read_text()
     assert "tail *resample*" in report and "tail *window*" in report
+
+
+def test_report_never_rewrites_an_existing_report_unless_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`csnln ablate STUDY --report` from the project root once replaced the shipped report
+    (new date, empty timing column): an existing report is now left alone without
+    --overwrite, by the library and the command."""
+    first = write_report("patch", TINY, tmp_path, timing=False)
+    shipped = "the shipped report\n"
+    first.write_text(shipped)
+    with pytest.raises(FileExistsError, match="patch.md exists: not rewritten"):
+        write_report("patch", TINY, tmp_path, timing=False)
+    assert first.read_text() == shipped
+    small = tmp_path / "small"
+    small.mkdir()
+    (small / "fusion.md").write_text(shipped)
+    code = main(["ablate", "fusion", "--report", "--no-timing", "--out", str(tmp_path)])
+    assert code == 0 and (small / "fusion.md").read_text() == shipped
+    assert "fusion.md exists: not rewritten (give --overwrite" in capsys.readouterr().err
+    main(["ablate", "fusion", "--report", "--no-timing", "--out", str(tmp_path), "--overwrite"])
+    assert (small / "fusion.md").read_text() != shipped
+    assert write_report("patch", TINY, tmp_path, timing=False, overwrite=True) == first

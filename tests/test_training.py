@@ -408,7 +408,8 @@ def test_ddp_step_equals_single_process_step(tmp_path: Path, data_dir: Path) -> 
         "2",
         "--standalone",
         "-m",
-        "csnln.train",
+        "csnln",
+        "train",
         str(TINY),
         *common,
         f"output_dir={tmp_path / 'ddp'}",
@@ -466,7 +467,7 @@ def test_cli_overrides_after_resume(
     # the override argparse took as --resume's checkpoint, with no other word after it
     assert main([*args, "--print-config", "--resume", "steps=6"]) == 0
     assert "steps: 6" in capsys.readouterr().out
-    # python -m csnln.train takes them the same way
+    # python -m csnln train takes them the same way
     assert module_main([*args[1:], "--resume", "steps=3", "log.every=1"]) == 0
     assert [c.step for c in list_checkpoints(run)] == [2, 3]
     # anything that is not key=value is still an error, named

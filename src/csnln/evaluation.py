@@ -36,35 +36,38 @@ images or computing metrics.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
-from .data.files import IMAGE_SUFFIXES, images_in, is_image_file
+from .data.datasets import DatasetEntry, dataset_name, find_dataset
+from .data.image_files import IMAGE_SUFFIXES
 from .data.imresize import imresize
 from .data.protocol import (
     UnreadableImageError,
-    check_sizes,
     image_size,
     load_rgb,
     prepare_pair,
     quantize,
     to_uint8_matlab,
 )
-from .files import atomic_write
+from .eval_results import (
+    EvalResult,
+    ImageResult,
+    format_table,
+    results_to_csv,
+    results_to_json,
+    save_png,
+    write_csv,
+    write_json,
+)
 from .inference import Plan, RunOptions, Upscaler, chop_fits
 from .metrics import psnr, ssim
 from .models.descriptor import describe
@@ -100,121 +103,6 @@ ModelArg = str | PathLike[str] | nn.Module | Upscaler | Mapping[int, nn.Module |
 
 class UnreadableImageWarning(UserWarning):
     """Emitted by :func:`evaluate` for each unreadable image it skips (once per file)."""
-
-
-class DatasetEntry(NamedTuple):
-    """One image of a dataset: its name (the HR file's stem), HR file, LR file or None."""
-
-    name: str
-    hr_path: Path
-    lr_path: Path | None
-
-
-@dataclass
-class ImageResult:
-    """Metrics of one image at one scale."""
-
-    name: str
-    psnr: float
-    ssim: float
-    seconds: float
-    hr_path: str
-    lr_path: str | None = None
-
-
-@dataclass
-class EvalResult:
-    """Mean metrics of one dataset at one scale.
-
-    ``images`` counts the images measured; ``skipped`` lists the file names of the unreadable
-    ones (not in the means). ``psnr``/``ssim``/``seconds_per_image`` are NaN when every image
-    was skipped.
-    """
-
-    dataset: str
-    scale: int
-    psnr: float
-    ssim: float
-    images: int
-    skipped: list[str] = field(default_factory=list)
-    seconds_per_image: float = float("nan")
-    per_image: list[ImageResult] = field(default_factory=list)
-
-    def to_dict(self, *, per_image: bool = True) -> dict[str, Any]:
-        """JSON-ready dict (non-finite numbers become ``None``)."""
-        data = asdict(self)
-        if not per_image:
-            data.pop("per_image")
-        return _finite(data)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
-# --- reading ---------------------------------------------------------------------------------
-
-
-def dataset_name(folder: PathArg) -> str:
-    """The dataset's name: the folder's name, or its parent's when the folder is ``HR``."""
-    path = Path(folder).resolve()
-    return path.parent.name if path.name == "HR" else path.name
-
-
-def find_dataset(folder: PathArg, scale: int) -> list[DatasetEntry]:
-    """The images of a dataset folder for ``scale``, sorted by file name.
-
-    ``folder`` is either a folder of HR images, or the EDSR benchmark layout ``folder/HR`` +
-    ``folder/LR_bicubic/X{scale}/<name>x{scale}.<ext>``; an LR file is used when present
-    (``lr_path`` is None otherwise and LR is made by bicubic downscaling). Files whose
-    suffix is not in :data:`IMAGE_SUFFIXES` are ignored.
-
-    Image headers are read to check sizes up front: a ``ValueError`` names an LR file whose
-    size times ``scale`` differs from its HR cropped to a multiple of ``scale``, or an HR
-    image too small to measure. Files whose header cannot be read are returned anyway (and
-    skipped by :func:`evaluate` with a warning).
-
-    Raises:
-        FileNotFoundError: the folder does not exist or holds no images.
-        ValueError: ``folder`` is not a folder, a bad scale, or a size problem (see above).
-    """
-    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
-        raise ValueError(f"scale must be a positive integer, got {scale!r}")
-    root = Path(folder)
-    if not root.exists():
-        raise FileNotFoundError(f"dataset folder not found: {root}")
-    if root.is_file() and is_image_file(root):  # one image: a dataset of one
-        return [DatasetEntry(root.stem, root, None)]
-    if not root.is_dir():
-        raise ValueError(f"dataset path is not a folder or an image file: {root}")
-    hr_dir, lr_dir = root, None
-    if (root / "HR").is_dir():
-        hr_dir = root / "HR"
-        lr_dir = root / "LR_bicubic" / f"X{scale}"
-    files = images_in(hr_dir)
-    if not files:
-        where = f"{hr_dir} (benchmark layout: {root}/HR)" if hr_dir != root else str(root)
-        raise FileNotFoundError(
-            f"no images in dataset folder {where}: expected {', '.join(IMAGE_SUFFIXES)} files"
-        )
-    lr_files: dict[str, Path] = {}
-    if lr_dir is not None and lr_dir.is_dir():
-        lr_files = {p.stem: p for p in images_in(lr_dir)}
-    entries = []
-    for hr_path in files:
-        lr_path = lr_files.get(f"{hr_path.stem}x{scale}")
-        hr_size = image_size(hr_path)
-        if hr_size is not None:
-            lr_size = image_size(lr_path) if lr_path is not None else None
-            check_sizes(hr_size, lr_size, scale, hr_path, lr_path)
-        entries.append(DatasetEntry(hr_path.stem, hr_path, lr_path))
-    return entries
 
 
 # --- running ---------------------------------------------------------------------------------
@@ -455,7 +343,7 @@ def _evaluate_one(
             )
         )
         if out_dir is not None:
-            _save_png(sr, out_dir / dataset / f"x{scale}" / f"{entry.name}.png")
+            save_png(sr, out_dir / dataset / f"x{scale}" / f"{entry.name}.png")
         # The bar counts whole images (reading, the bicubic LR, metrics); the table's seconds
         # are the super-resolution alone: the bar shows those too, so the two agree.
         bar.set_postfix_str(f"x{scale} {entry.name}: SR {seconds:.2f} s", refresh=False)
@@ -471,129 +359,3 @@ def _evaluate_one(
         seconds_per_image=float(np.mean([r.seconds for r in per_image])) if n else float("nan"),
         per_image=per_image,
     )
-
-
-# --- writing ---------------------------------------------------------------------------------
-
-
-def _save_png(img: torch.Tensor, path: Path) -> None:
-    arr = img.permute(1, 2, 0).contiguous().numpy()
-    atomic_write(path, lambda tmp: Image.fromarray(arr, "RGB").save(tmp, format="PNG"))
-
-
-def _write_text(path: PathArg, text: str) -> Path:
-    target = Path(path)
-    atomic_write(target, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""))
-    return target
-
-
-def results_to_json(
-    results: Sequence[EvalResult],
-    *,
-    per_image: bool = True,
-    extra: Mapping[str, Any] | None = None,
-) -> str:
-    """A JSON list with one object per result (:meth:`EvalResult.to_dict`), ``extra`` keys
-    (e.g. the model) added to each."""
-    rows = [dict(extra or {}) | r.to_dict(per_image=per_image) for r in results]
-    return json.dumps(rows, indent=2, allow_nan=False) + "\n"
-
-
-CSV_COLUMNS = ("dataset", "scale", "psnr", "ssim", "images", "skipped", "seconds_per_image")
-
-
-def results_to_csv(results: Sequence[EvalResult]) -> str:
-    """CSV with a header and one row per result: :data:`CSV_COLUMNS` (``skipped`` is the
-    number of skipped images; empty cells for NaN)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for r in results:
-        values = [r.psnr, r.ssim, r.seconds_per_image]
-        p, q, t = ("" if not math.isfinite(v) else repr(v) for v in values)
-        writer.writerow([r.dataset, r.scale, p, q, r.images, len(r.skipped), t])
-    return buffer.getvalue()
-
-
-def write_json(
-    results: Sequence[EvalResult],
-    path: PathArg,
-    *,
-    per_image: bool = True,
-    extra: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write :func:`results_to_json` to ``path`` atomically."""
-    return _write_text(path, results_to_json(results, per_image=per_image, extra=extra))
-
-
-def write_csv(results: Sequence[EvalResult], path: PathArg) -> Path:
-    """Write :func:`results_to_csv` to ``path`` atomically."""
-    return _write_text(path, results_to_csv(results))
-
-
-# --- the table -------------------------------------------------------------------------------
-
-
-def _seconds(t: float) -> str:
-    if not math.isfinite(t):
-        return "–"
-    if t >= 100:
-        return f"{t:.0f} s"
-    if t >= 1:
-        return f"{t:.2f} s"
-    return f"{t:.3f} s"
-
-
-def _metrics(r: EvalResult) -> str:
-    if r.images == 0:
-        return "–"
-    return f"{r.psnr:.4f} / {r.ssim:.5f}"
-
-
-def format_table(results: Sequence[EvalResult], *, layout: Literal["grid", "rows"] = "grid") -> str:
-    """Markdown table of the results.
-
-    ``layout="grid"`` (default) is the papers' layout: one row per scale (``×2``, ...), one
-    column per dataset, cells ``PSNR / SSIM (seconds per image)`` with PSNR to 4 decimals and
-    SSIM to 5, as in numbers.md. ``layout="rows"``: one row per dataset and scale with
-    columns dataset, scale, PSNR, SSIM, images, skipped, s/image. Either way a line after
-    the table lists skipped images, if any.
-    """
-    lines: list[str] = []
-    if layout == "grid":
-        datasets = list(dict.fromkeys(r.dataset for r in results))
-        scales = list(dict.fromkeys(r.scale for r in results))
-        cell = {(r.dataset, r.scale): r for r in results}
-        lines.append("| scale | " + " | ".join(datasets) + " |")
-        lines.append("|---|" + "---|" * len(datasets))
-        for s in scales:
-            cells = []
-            for d in datasets:
-                r = cell.get((d, s))
-                if r is None:
-                    cells.append("")
-                else:
-                    cells.append(f"{_metrics(r)} ({_seconds(r.seconds_per_image)})")
-            lines.append(f"| ×{s} | " + " | ".join(cells) + " |")
-        lines.append("")
-        lines.append(
-            "PSNR (dB) / SSIM on Y, scale pixels cropped at each border (seconds of "
-            "super-resolution per image; reading images and metrics not counted)."
-        )
-    elif layout == "rows":
-        lines.append("| dataset | scale | PSNR (dB) | SSIM | images | skipped | s/image |")
-        lines.append("|---|---|---|---|---|---|---|")
-        for r in results:
-            p = f"{r.psnr:.4f}" if r.images else "–"
-            q = f"{r.ssim:.5f}" if r.images else "–"
-            lines.append(
-                f"| {r.dataset} | ×{r.scale} | {p} | {q} | {r.images} | {len(r.skipped)} "
-                f"| {_seconds(r.seconds_per_image)} |"
-            )
-    else:
-        raise ValueError(f"layout must be 'grid' or 'rows', got {layout!r}")
-    skipped = [f"{r.dataset} ×{r.scale}: {', '.join(r.skipped)}" for r in results if r.skipped]
-    if skipped:
-        lines.append("")
-        lines.append("Skipped (unreadable): " + "; ".join(skipped) + ".")
-    return "\n".join(lines) + "\n"

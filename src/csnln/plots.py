@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .files import atomic_write
+from .atomic import atomic_write
 
 __all__ = ["COLOURS", "line_chart", "scatter_chart"]
 

@@ -1,6 +1,6 @@
 """Re-run the paper's ablations: train every variant of a study, evaluate, report.
 
-  csnln ablate STUDY [--budget small|medium|paper] [--out DIR] [--resume] [--report]
+  csnln ablate STUDY [--budget small|medium|paper|bundled] [--out DIR] [--resume] [--report]
 
 Studies (x2; every variant trained from scratch with the same data, steps, schedule and
 seeds, evaluated with its final weights on Set5 and B100):
@@ -12,23 +12,31 @@ seeds, evaluated with its final weights on Set5 and B100):
   width     n_feats 8, 16, 32 (16, 32, 64 and 32, 64, 128 at the larger budgets), also
             compared at equal training time
   all       the five (the reference variant, in every study, trains once)
+  attention does the attention pay at the size we ship: all three branches, local only,
+            local only made wider to the same FLOPs per pixel (seeds 0 and 1), local +
+            in-scale and local + cross-scale (seed 0); meant for --budget bundled
 
 Budgets: small (n_feats 16, LR patch 16, 3000 steps, 2 seeds: about 10 minutes of training
 per run of depth 4 and width 16 on one CPU thread; `csnln ablate all` is 30 runs), medium and
-paper (for a GPU). What the pending runs will cost is measured and printed before starting
-(--estimate: only that, per variant).
+paper (for a GPU), bundled (the bundled x2's shape and recipe: n_feats 64, depth 1, 20,000
+steps; validated on the held-out split of the training data, evaluated on Set5, Set14, B100
+and SunHays80; about 10 CPU-hours for the attention study). What the pending runs will cost
+is measured and printed before starting (--estimate: only that, per variant).
 
 Writes DIR/<budget>/<study>.md with its plots (<study>_curves.png: Set5 validation PSNR
 against steps; <study>_cost.png: final PSNR against MFLOP per pixel) and
 DIR/<budget>/runs/<variant>/seed<k>/ (config.yaml, which `csnln train` re-runs; log.csv;
 final.safetensors; result.json). Runs are resumable: stop with Ctrl-C, continue with
 --resume. Two processes on the same DIR share the work (a run being trained is locked).
+An existing report is not rewritten unless --overwrite is given.
 
 Examples:
   csnln ablate fusion --steps 200             # a quick try of the whole path
   csnln ablate all --resume --threads 1       # the full small budget, resumable
   csnln ablate branches --report              # the report of the runs finished so far
-  csnln ablate all --estimate --threads 1      # what the full budget costs on this machine
+  csnln ablate all --estimate --threads 1     # what the full budget costs on this machine
+  csnln ablate attention --budget bundled --resume --threads 1  # run two, one per core
+  csnln ablate branches --report --out mine   # a report into another folder
 """
 
 from __future__ import annotations
@@ -38,10 +46,16 @@ import dataclasses
 import shlex
 import sys
 
+#: Where the data are by default, relative to the current directory (the project's layout,
+#: beside ../shared).
+DEFAULT_TRAIN_DIRS = ("../shared/data/train/*",)
+DEFAULT_TRAIN_ROOT = "../shared/data/train"
+DEFAULT_BENCHMARKS = "../shared/data/benchmark"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``csnln ablate``."""
-    from ..ablation import BUDGETS, DEFAULT_BENCHMARKS, DEFAULT_TRAIN_DIRS, STUDIES
+    from ..ablation import BUDGETS, STUDIES
 
     parser.add_argument("study", choices=[*STUDIES, "all"], help="the study to run")
     parser.add_argument(
@@ -96,7 +110,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--benchmarks",
         default=DEFAULT_BENCHMARKS,
         metavar="DIR",
-        help=f"folder holding Set5/ and B100/ (default: {DEFAULT_BENCHMARKS})",
+        help="folder holding the benchmark sets (Set5/, B100/; Set14/ and SunHays80/ for the "
+        f"bundled budget; default: {DEFAULT_BENCHMARKS})",
+    )
+    parser.add_argument(
+        "--train-root",
+        default=DEFAULT_TRAIN_ROOT,
+        metavar="DIR",
+        help="the folder of the training folders, where the validation split of "
+        "csnln.data.splits lies (budgets that validate on it: bundled; default: "
+        f"{DEFAULT_TRAIN_ROOT})",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing reports (without it a report that exists is left as it is: "
+        "the reports under ablations/ are the project's results)",
     )
     parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda[:N]")
     parser.add_argument(
@@ -119,7 +148,6 @@ def run(args: argparse.Namespace) -> int:
     """Run ``csnln ablate``; returns the exit status."""
     from ..ablation import (
         BUDGETS,
-        DEFAULT_TRAIN_DIRS,
         PAPER_STUDIES,
         CostEstimate,
         Variant,
@@ -164,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
                 threads=args.threads,
                 device=args.device,
                 on_variant=on_variant if verbose else None,
+                train_root=args.train_root,
             )
         except (FileNotFoundError, ValueError) as exc:
             print(f"csnln ablate: {exc}", file=sys.stderr)
@@ -203,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
                 budget,
                 args.out,
                 train_dirs=args.train_data or DEFAULT_TRAIN_DIRS,
+                train_root=args.train_root,
                 benchmarks=args.benchmarks,
                 resume=args.resume,
                 device=args.device,
@@ -221,13 +251,18 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     for study in studies:
-        path = write_report(
-            study,
-            budget,
-            args.out,
-            benchmarks=args.benchmarks,
-            command=command,
-            timing=not args.no_timing,
-        )
+        try:
+            path = write_report(
+                study,
+                budget,
+                args.out,
+                benchmarks=args.benchmarks,
+                command=command,
+                timing=not args.no_timing,
+                overwrite=args.overwrite,
+            )
+        except FileExistsError as exc:
+            print(f"csnln ablate: {exc}", file=sys.stderr)
+            continue
         print(f"wrote {path}")
     return 0

@@ -20,7 +20,7 @@ Overrides still apply, e.g. steps=2000000 to train longer.
 
 Several processes (DistributedDataParallel; gloo on CPU, nccl on GPU; data.batch_size is
 the global batch):
-  torchrun --nproc_per_node 4 -m csnln.train configs/paper_x2.yaml
+  torchrun --nproc_per_node 4 -m csnln train configs/paper_x2.yaml
 
 Exit status: 0 when training finished; 130 / 143 when stopped by Ctrl-C / SIGTERM (after
 writing a checkpoint); 2 for a bad config or arguments.
@@ -127,9 +127,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m csnln.train`` (and so of ``torchrun -m csnln.train``)."""
+    """The train command alone (``csnln train``'s parser and run, without the other
+    commands); ``torchrun ... -m csnln train`` goes through :func:`csnln.cli.main`."""
     parser = argparse.ArgumentParser(
-        prog="python -m csnln.train",
+        prog="csnln train",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -11,7 +11,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..files import atomic_write
+from ..atomic import atomic_write
 from .network import CSNLN, CSNLNConfig
 from .official import CheckpointError
 

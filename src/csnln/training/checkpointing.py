@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from ..files import atomic_write
+from ..atomic import atomic_write
 from ..models.checkpoint import read_checkpoint, save_checkpoint
 from ..models.network import CSNLN
 from .config import TrainConfig

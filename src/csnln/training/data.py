@@ -32,10 +32,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..data.files import IMAGE_SUFFIXES, images_in, is_image_file
+from ..atomic import atomic_write
+from ..data.image_files import IMAGE_SUFFIXES, images_in, is_image_file
 from ..data.imresize import imresize, modcrop
 from ..data.protocol import load_rgb, to_uint8_matlab
-from ..files import atomic_write
 from ..progress import progress as progress_bar
 from .config import ConfigError, TrainConfig
 from .distributed import DistInfo, barrier

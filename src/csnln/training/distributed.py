@@ -1,6 +1,6 @@
 """Multi-process training with ``torchrun``: process group, devices, rank-0-only writes.
 
-``torchrun --nproc_per_node K -m csnln.train CONFIG`` starts K processes with ``RANK``,
+``torchrun --nproc_per_node K -m csnln train CONFIG`` starts K processes with ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` in their environment.
 :func:`setup` joins them into a process group (``nccl`` on GPUs, one GPU per process by local
 rank; ``gloo`` on CPUs). Without those variables everything here is a single-process no-op.

@@ -1,0 +1,262 @@
+"""The studies: what a budget is (how big and long every run), what a variant is (what it
+changes from the reference network), and which variants and seeds each study trains."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from os import PathLike
+
+from ..models.network import CSNLN
+from ..models.sem import BRANCHES
+
+log = logging.getLogger("csnln.ablation")
+PathArg = str | PathLike[str]
+
+#: Where a budget validates: HOLDOUT is the validation split of the training data
+#: (:mod:`csnln.data.splits`), never trained on; else the first of its evaluation sets.
+EVAL_SETS = ("Set5", "B100")
+HOLDOUT = "holdout"
+SCALE = 2
+SHORT = {"local": "L", "in_scale": "I", "cross_scale": "C"}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How big and how long every run of a study is."""
+
+    name: str
+    n_feats: int
+    depth: int  # the reference depth; the depth study varies it
+    patch: int  # LR training crop
+    batch: int
+    steps: int
+    lr: float
+    seeds: tuple[int, ...]
+    depths: tuple[int, ...]  # the depth study's trained step counts
+    widths: tuple[int, ...]  # the width study's n_feats
+    unroll: tuple[int, ...]  # the step counts each depth-study model is run with at test time
+    val_every: int
+    precision: str = "bf16"
+    # LR tile of the final evaluation, and the input size at which MFLOP per LR pixel are
+    # counted (the attentions' cost per pixel grows with the piece the network sees).
+    eval_tile: int = 32
+    eval_overlap: int = 8
+    unroll_sets: tuple[str, ...] = ("Set5", "B100")  # where the unrolled models are measured
+    # The sets every final model is evaluated on; the first is also the validation set unless
+    # ``validation`` is HOLDOUT: the validation split of the training data, never trained on.
+    eval_sets: tuple[str, ...] = EVAL_SETS
+    validation: str = "Set5"
+
+    def describe(self) -> str:
+        return (
+            f"n_feats {self.n_feats}, depth {self.depth}, LR patch {self.patch} x batch "
+            f"{self.batch}, {self.steps:,} steps (Adam, cosine {self.lr:g} -> "
+            f"{self.lr / 100:g}, 200 warm-up steps, gradient clip 1), {self.precision}, "
+            f"seeds {', '.join(map(str, self.seeds))}"
+        )
+
+
+BUDGETS: dict[str, Budget] = {
+    # 2 CPU cores: about 10 minutes of training per run at depth 4 (one thread).
+    "small": Budget(
+        "small", n_feats=16, depth=4, patch=16, batch=16, steps=3000, lr=5e-4, seeds=(0, 1),
+        depths=(1, 2, 4, 8), widths=(8, 16, 32), unroll=(1, 2, 4, 8, 12), val_every=500,
+        unroll_sets=("Set5",),
+    ),
+    # One GPU, a few hours for all studies.
+    "medium": Budget(
+        "medium", n_feats=32, depth=4, patch=32, batch=16, steps=20_000, lr=3e-4,
+        seeds=(0, 1), depths=(1, 2, 4, 8, 12), widths=(16, 32, 64),
+        unroll=(1, 2, 4, 8, 12, 16), val_every=1000,
+    ),
+    # The paper's network and crop on GPUs (its 1M steps cut to 100k).
+    "paper": Budget(
+        "paper", n_feats=128, depth=12, patch=48, batch=16, steps=100_000, lr=1e-4,
+        seeds=(0, 1), depths=(1, 2, 4, 8, 12), widths=(32, 64, 128),
+        unroll=(1, 2, 4, 8, 12, 16), val_every=5000, eval_tile=64, eval_overlap=16,
+    ),
+    # The bundled x2's shape and recipe (n_feats 64, one SEM step), validated on the held-out
+    # split of the training data, evaluated on four sets (SunHays80: scenes full of repeated
+    # structure). 2 CPU cores: about an hour of training per run at one thread.
+    "bundled": Budget(
+        "bundled", n_feats=64, depth=1, patch=24, batch=8, steps=20_000, lr=2e-4,
+        seeds=(0, 1), depths=(1,), widths=(64,), unroll=(1,), val_every=2000,
+        unroll_sets=(), eval_sets=("Set5", "Set14", "B100", "SunHays80"), validation=HOLDOUT,
+    ),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One network of a study: what differs from the reference."""
+
+    branches: tuple[str, ...] = BRANCHES
+    fusion: str = "projection"
+    patch_size: int = 3
+    depth: int | None = None  # None: the budget's
+    # None: the budget's. Resolved to None when it equals the budget's, so that the reference
+    # of the width study is the reference of the others (and keeps its run folder).
+    n_feats: int | None = None
+
+    def resolved(self, budget: Budget) -> Variant:
+        n_feats = None if self.n_feats == budget.n_feats else self.n_feats
+        return dataclasses.replace(self, depth=self.depth or budget.depth, n_feats=n_feats)
+
+    def width(self, budget: Budget) -> int:
+        return self.n_feats or budget.n_feats
+
+    def network(self, budget: Budget) -> CSNLN:
+        """A freshly initialised network of this variant."""
+        return CSNLN(
+            SCALE,
+            self.width(budget),
+            self.depth or budget.depth,
+            branches=self.branches,
+            fusion=self.fusion,
+            patch_size=self.patch_size,
+        )
+
+    @property
+    def key(self) -> str:
+        """A folder name: ``LIC-projection-p3-d4`` (``-f32`` added when the width is not
+        the budget's)."""
+        branches = "".join(SHORT[b] for b in self.branches)
+        width = f"-f{self.n_feats}" if self.n_feats else ""
+        return f"{branches}-{self.fusion}-p{self.patch_size}-d{self.depth}{width}"
+
+    @property
+    def label(self) -> str:
+        width = f", n_feats {self.n_feats}" if self.n_feats else ""
+        return (
+            f"{'+'.join(self.branches)}, {self.fusion}, p={self.patch_size}, "
+            f"{self.depth} step{'s' if self.depth != 1 else ''}{width}"
+        )
+
+
+def _branch_subsets() -> list[Variant]:
+    subsets = [c for k in (1, 2, 3) for c in combinations(BRANCHES, k)]
+    return [Variant(branches=s) for s in subsets]
+
+
+#: study -> (question, the variants as a function of the budget, the option it varies).
+STUDIES: dict[str, tuple[str, Callable[[Budget], list[Variant]], str]] = {
+    "branches": (
+        "Which of the three branches help: every non-empty subset of local, in-scale and "
+        "cross-scale attention.",
+        lambda budget: _branch_subsets(),
+        "branches",
+    ),
+    "fusion": (
+        "Mutual-projected fusion against concatenation (all three branches).",
+        lambda budget: [Variant(fusion="projection"), Variant(fusion="concat")],
+        "fusion",
+    ),
+    "patch": (
+        "The matching patch size p of the attentions.",
+        lambda budget: [Variant(patch_size=p) for p in (1, 3, 5)],
+        "patch_size",
+    ),
+    "depth": (
+        "How many recurrent SEM steps are worth having, and whether a model trained with D "
+        "steps gains from being run with more or fewer.",
+        lambda budget: [Variant(depth=d) for d in budget.depths],
+        "depth",
+    ),
+    "attention": (
+        "Does the attention pay at the size we ship: the bundled cell (all three branches) "
+        "against local only, local only at the bundled cell's cost (wider, same FLOPs per "
+        "pixel within 10%), and each non-local branch alone with the local one.",
+        lambda budget: [
+            Variant(),
+            Variant(branches=("local",)),
+            Variant(branches=("local",), n_feats=matched_local_width(budget)),
+            Variant(branches=("local", "in_scale")),
+            Variant(branches=("local", "cross_scale")),
+        ],
+        "branches",
+    ),
+    "width": (
+        "How wide the network should be (n_feats, the channels of every layer), at the same "
+        "steps, and which width is ahead at equal training time.",
+        lambda budget: [Variant(n_feats=f) for f in budget.widths],
+        "n_feats",
+    ),
+}
+REFERENCE = Variant()
+#: Studies whose variants other than these need one seed only (the rest: the budget's seeds).
+_ALL_SEEDS: dict[str, Callable[[Budget], list[Variant]]] = {
+    "attention": lambda budget: [
+        Variant(),
+        Variant(branches=("local",)),
+        Variant(branches=("local",), n_feats=matched_local_width(budget)),
+    ],
+}
+#: The studies of the paper (``csnln ablate all``).
+PAPER_STUDIES = ("branches", "fusion", "patch", "depth", "width")
+
+
+def matched_local_width(budget: Budget) -> int:
+    """The even n_feats at which the local-only cell's forward FLOPs per LR pixel at the
+    budget's evaluation tile come closest to the reference's (all three branches; torch's
+    FLOP counter). At the bundled budget: 86 (2.42 against 2.46 MFLOP/px)."""
+    return _matched_local_width(budget.n_feats, budget.depth, budget.eval_tile)
+
+
+@functools.cache
+def _matched_local_width(n_feats: int, depth: int, tile: int) -> int:
+    from .cost import mflop_per_pixel  # cost imports this module
+
+    target = mflop_per_pixel(CSNLN(SCALE, n_feats, depth), tile)
+    widths = range(n_feats + 2, 2 * n_feats + 1, 2)
+    costs = {w: mflop_per_pixel(CSNLN(SCALE, w, depth, branches=("local",)), tile) for w in widths}
+    return min(costs, key=lambda w: abs(costs[w] - target))
+
+
+def study_variants(study: str, budget: Budget) -> list[Variant]:
+    """The variants of ``study`` at ``budget``, each with its depth resolved."""
+    if study not in STUDIES:
+        raise ValueError(f"unknown study {study!r}; the studies: {', '.join(STUDIES)}")
+    return [v.resolved(budget) for v in STUDIES[study][1](budget)]
+
+
+def variant_seeds(study: str, variant: Variant, budget: Budget) -> tuple[int, ...]:
+    """The seeds ``study`` trains ``variant`` with: the budget's, or its first only where the
+    study says so (the attention study's single-branch additions)."""
+    if study in _ALL_SEEDS:
+        wanted = [v.resolved(budget) for v in _ALL_SEEDS[study](budget)]
+        if variant not in wanted:
+            return budget.seeds[:1]
+    return budget.seeds
+
+
+def study_runs(studies: Sequence[str], budget: Budget) -> list[tuple[Variant, int]]:
+    """Every (variant, seed) the studies need, each once: the first seed of every variant,
+    then the second, so that a study cut short has every variant once."""
+    variants: list[Variant] = []
+    seeds: dict[Variant, set[int]] = {}
+    for study in studies:
+        for v in study_variants(study, budget):
+            if v not in variants:
+                variants.append(v)
+            seeds.setdefault(v, set()).update(variant_seeds(study, v, budget))
+    return [(v, seed) for seed in budget.seeds for v in variants if seed in seeds[v]]
+
+
+def holdout_files(budget: Budget, train_root: PathArg | None) -> list[str]:
+    """The validation split's files under ``train_root`` when the budget validates on it,
+    else []."""
+    from ..data.splits import validation_files
+
+    if budget.validation != HOLDOUT:
+        return []
+    if train_root is None:
+        raise ValueError(
+            f"budget {budget.name} validates on the held-out split: give the training root "
+            "(the folder holding T91/, BSD200/, ...: --train-root)"
+        )
+    return validation_files(train_root)
