@@ -16,7 +16,7 @@ def test_list_info_convert(tmp_path, capsys) -> None:
     pt = tmp_path / "model_x3.pt"
     torch.save(ReferenceCSNLN(3, n_feats=4, depth=2).state_dict(), pt)
     capsys.readouterr()
-    assert main(["models", "info", str(pt)]) == 0
+    assert main(["models", "info", str(pt), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["config"]["scale"] == 3 and info["config"]["depth"] == 2
     out = tmp_path / "m.safetensors"
@@ -34,11 +34,11 @@ def test_bundled_model_info_and_listing(capsys) -> None:
     assert main(["models"]) == 0
     listing = capsys.readouterr().out
     assert "small" in listing and "x2" in listing and "yes" in listing  # the default
-    assert main(["models", "info", "small"]) == 0
+    assert main(["models", "info", "small", "--json"]) == 0
     infos = json.loads(capsys.readouterr().out)
     assert [i["scale"] for i in infos] == [2, 3, 4]
     assert all(i["cpu_tile_plan"]["tile"] >= 16 for i in infos)
-    assert main(["models", "info", "small", "--scale", "3"]) == 0
+    assert main(["models", "info", "small", "--scale", "3", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["config"]["scale"] == 3
 
 

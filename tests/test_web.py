@@ -93,6 +93,14 @@ def test_upscale_job_gives_result_bicubic_and_download_name(client: TestClient) 
     assert result.headers["content-disposition"] == 'attachment; filename="pass_wd_x3.png"'
     bicubic = client.get(f"/api/jobs/{status['id']}/bicubic.png")
     assert Image.open(io.BytesIO(bicubic.content)).size == (90, 63)
+    # Only the named images are served: a job's other fields are not (they once gave a 500,
+    # or a 200 image/png whose body was the text "small").
+    for field in ("scale", "seconds", "tiles", "model", "download", "width", "nothing"):
+        answer = client.get(f"/api/jobs/{status['id']}/{field}.png")
+        assert answer.status_code == 404, field
+        assert "no such image" in answer.json()["error"]
+    inputs = client.get(f"/api/jobs/{status['id']}/input.png")
+    assert inputs.status_code == 200 and Image.open(io.BytesIO(inputs.content)).size == (30, 21)
 
 
 def test_attention_job_reports_maps_in_image_coordinates(client: TestClient) -> None:

@@ -17,7 +17,11 @@ COMMANDS = {
     "models": ("models", "list the bundled models and inspect checkpoints"),
     "demo": ("demo", "the bundled model on a sample image, against bicubic"),
     "attention": ("attention", "picture where the attentions look for one pixel"),
-    "ablate": ("ablate", "re-run the paper's ablations: branches, fusion, patch, depth"),
+    "ablate": (
+        "ablate",
+        "re-run the paper's ablations (branches, fusion, patch, depth, width) and test the "
+        "attention at the bundled size",
+    ),
     "serve": ("serve", "a local web app: upscale, compare, see the attention"),
 }
 

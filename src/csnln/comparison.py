@@ -97,12 +97,15 @@ def make_comparison(
     canvas = Image.new("RGB", (width, height), _BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     captions = (f"bicubic x{scale}", f"{label} x{scale}")
+    shown_at = "" if shrink == 1.0 else f", shown at {100 * view[0] / w:.0f}%"
     for column, (image, caption) in enumerate(zip((bicubic, sr), captions, strict=True)):
-        left = gap + column * (col_w + gap)
+        column_left = gap + column * (col_w + gap)
+        left = column_left + (col_w - view[0]) // 2  # a narrow view is centred over its zoom
         full = _to_pil_rgb(image)
         shown = full if shrink == 1.0 else full.resize(view, Image.Resampling.LANCZOS)
         top = gap
-        draw.text((left, top), _fit(draw, caption, font, col_w), fill=_TEXT, font=font)
+        text = _fit(draw, f"{caption} ({w}x{h}{shown_at})", font, col_w)
+        draw.text((column_left, top), text, fill=_TEXT, font=font)
         top += text_h
         canvas.paste(shown, (left, top))
         box = [round(v * shrink) for v in (x0, y0, x0 + crop, y0 + crop)]
@@ -112,11 +115,14 @@ def make_comparison(
             width=max(1, min(2, crop // 8)),
         )
         top += view[1] + gap
-        zoom_caption = _fit(draw, f"{caption}: {zoom}x zoom of the red box", font, col_w)
-        draw.text((left, top), zoom_caption, fill=_TEXT, font=font)
+        zoom_caption = _fit(
+            draw, f"{caption}: the red box ({crop}x{crop}) at {zoom}x", font, col_w
+        )
+        draw.text((column_left, top), zoom_caption, fill=_TEXT, font=font)
         top += text_h
         detail = full.crop((x0, y0, x0 + crop, y0 + crop))
-        canvas.paste(detail.resize((zoomed, zoomed), Image.Resampling.NEAREST), (left, top))
+        zoom_left = column_left + (col_w - zoomed) // 2
+        canvas.paste(detail.resize((zoomed, zoomed), Image.Resampling.NEAREST), (zoom_left, top))
     return canvas
 
 

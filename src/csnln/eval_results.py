@@ -156,8 +156,13 @@ def _metrics(r: EvalResult) -> str:
     return f"{r.psnr:.4f} / {r.ssim:.5f}"
 
 
-def format_table(results: Sequence[EvalResult], *, layout: Literal["grid", "rows"] = "grid") -> str:
-    """Markdown table of the results.
+def format_table(
+    results: Sequence[EvalResult],
+    *,
+    layout: Literal["grid", "rows"] = "grid",
+    model: str | None = None,
+) -> str:
+    """Markdown table of the results (``model``: named in a line above it).
 
     ``layout="grid"`` (default) is the papers' layout: one row per scale (``×2``, ...), one
     column per dataset, cells ``PSNR / SSIM (seconds per image)`` with PSNR to 4 decimals and
@@ -165,7 +170,7 @@ def format_table(results: Sequence[EvalResult], *, layout: Literal["grid", "rows
     columns dataset, scale, PSNR, SSIM, images, skipped, s/image. Either way a line after
     the table lists skipped images, if any.
     """
-    lines: list[str] = []
+    lines: list[str] = [f"Model: {model}", ""] if model else []
     if layout == "grid":
         datasets = list(dict.fromkeys(r.dataset for r in results))
         scales = list(dict.fromkeys(r.scale for r in results))

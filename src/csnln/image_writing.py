@@ -4,7 +4,7 @@ file unless asked; :func:`check_writable` answers before any compute."""
 
 from __future__ import annotations
 
-import os
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -56,8 +56,13 @@ def check_writable(path: PathLike, overwrite: bool = False) -> Path:
     folder = path.parent
     if not folder.is_dir():
         raise FileNotFoundError(f"output folder does not exist: {folder}")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot write into folder: {folder}")
+    # Try it: access() says yes to root on read-only file systems (/sys, /proc, a read-only
+    # mount), where only the write itself fails, after all the compute.
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        raise PermissionError(f"cannot write into folder {folder}: {exc.strerror}") from None
     return path
 
 

@@ -118,17 +118,19 @@ def default_model_name(scale: int) -> str:
 
 
 def model_label(model: ModelSpec, scale: int | None = None) -> str:
-    """A short name for ``model`` (for captions): ``bicubic``, the bundled name, the
+    """A short name for ``model`` (for captions): ``bicubic``, ``csnln <bundled name>``, the
     checkpoint's file stem, or the module's class name."""
     if isinstance(model, nn.Module):
         return "bicubic" if isinstance(model, Bicubic) else type(model).__name__.lower()
     if model is None:
         try:
-            return default_model_name(scale if scale is not None else 4)
+            return f"csnln {default_model_name(scale if scale is not None else 4)}"
         except NoBundledModelError:
             return "csnln"
     text = os.fspath(model)
-    return text if text == "bicubic" or text in BUNDLED else Path(text).stem
+    if text in BUNDLED:
+        return f"csnln {text}"
+    return text if text == "bicubic" else Path(text).stem
 
 
 @functools.lru_cache(maxsize=4)

@@ -80,6 +80,9 @@ def _load_failure(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if text.startswith("Weights only load failed"):
         return "not a PyTorch tensor file, or it holds more than tensors"
+    if not any(c.isalpha() for c in text) or "invalid load key" in text:
+        # e.g. KeyError(101): the first byte of a file that is no pickle at all
+        return "not a PyTorch file"
     return text.split(". ")[0][:200]
 
 

@@ -5,8 +5,10 @@ patch of the downscaled image it matched and the larger patch it pastes), and ea
 entropy (2^H: how many equally weighted positions it amounts to). The top matches and the
 entropies are also printed.
 
-The image is the LR input (it is not downscaled); the whole image runs through the network in
-float32, whose cost grows with the square of the pixel count: keep it small (a crop of about
+The image is the LR input (it is not downscaled). The network runs in float32 on a window of
+--window pixels around the pixel or region (96 by default, as the web app; its cost grows with
+the square of the window's pixel count, so a large photo takes seconds, not minutes); the
+output says which window it saw. --window 0 runs the whole image (keep it small: about
 128 x 128 takes seconds with the bundled model, minutes with the paper-size one).
 
   csnln attention photo.png --scale 2 --at 40,64 -o attention.png
@@ -18,6 +20,7 @@ Python: csnln.attention_maps.attention_maps() and attention_picture().
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -26,11 +29,14 @@ import torch
 from ..attention_maps import attention_maps, attention_picture
 from ..data.protocol import load_rgb
 from ..imageio import write_picture
-from ..models.network import CSNLN
+from ..models.network import CSNLN, MIN_INPUT_SIZE
 from ..models.official import CheckpointError
 from ..upscaling import default_model_name
 from ..zoo import load_model
 from . import exists_error
+
+#: LR pixels of the window the attention sees by default (the web app's).
+DEFAULT_WINDOW = 96
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +63,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-o", "--output", metavar="PNG", help="picture to write (default: <stem>_attention.png)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing picture")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=DEFAULT_WINDOW,
+        metavar="N",
+        help=f"the attention sees an N x N window of the image around the pixel or region "
+        f"(default {DEFAULT_WINDOW}, as the web app; 0: the whole image, slow on a large photo)",
+    )
+
+
+def window_box(
+    size: tuple[int, int], region: tuple[int, int, int, int], window: int
+) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the ``window`` x ``window`` crop of an image of ``size``
+    (h, w) centred on ``region`` (top, left, height, width), moved inside the image; the whole
+    image when ``window`` is 0 or the image is no larger."""
+    h, w = size
+    top, left, height, width = region
+    if window == 0 or (h <= window and w <= window):
+        return 0, 0, h, w
+    if height > window or width > window:
+        raise ValueError(
+            f"the region ({width}x{height}) is larger than the {window}x{window} window: "
+            "give a larger --window (or 0: the whole image)"
+        )
+    wh, ww = min(window, h), min(window, w)
+    y = min(max(0, top + height // 2 - wh // 2), h - wh)
+    x = min(max(0, left + width // 2 - ww // 2), w - ww)
+    return y, x, wh, ww
+
+
+def _where(box: tuple[float, float, float, float], offset: tuple[int, int]) -> str:
+    """A match's box as the centre of its part inside the image, in the input's pixels."""
+    top, left, bottom, right = box
+    if bottom <= top or right <= left:
+        return "in the padding beyond the image's edge"
+    # The pixel holding the centre (floor: a centre on the far edge is its last pixel).
+    x, y = math.floor((left + right) / 2), math.floor((top + bottom) / 2)
+    return f"x={offset[1] + x},y={offset[0] + y}"
 
 
 def _numbers(text: str, count: int, option: str) -> list[int]:
@@ -75,18 +120,36 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.top_k < 1:
             raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
+        if args.window < 0 or 0 < args.window < MIN_INPUT_SIZE:
+            raise ValueError(f"--window must be 0 or at least {MIN_INPUT_SIZE}, got {args.window}")
         if args.at is not None:
             col, row = _numbers(args.at, 2, "--at")
-            where: dict = {"at": (row, col)}
+            region = (row, col, 1, 1)
             said = f"pixel x={col}, y={row}"
         else:
             left, top, width, height = _numbers(args.region, 4, "--region")
-            where = {"region": (top, left, height, width)}
+            region = (top, left, height, width)
             said = f"region x={left}, y={top}, {width}x{height}"
         model = load_model(args.model or default_model_name(args.scale), args.scale).eval()
         if not isinstance(model, CSNLN):
             raise ValueError(f"{args.model!r} has no attention to show (it is not a CSNLN)")
-        lr = load_rgb(args.image).to(torch.float32).div(255)[None]
+        image = load_rgb(args.image).to(torch.float32).div(255)[None]
+        h, w = image.shape[-2:]
+        if not (0 <= region[0] < h and 0 <= region[1] < w):
+            raise ValueError(f"{said} is outside the {w}x{h} image {args.image}")
+        y, x, wh, ww = window_box((h, w), region, args.window)
+        lr = image[..., y : y + wh, x : x + ww]
+        where: dict = (
+            {"at": (region[0] - y, region[1] - x)}
+            if args.at is not None
+            else {"region": (region[0] - y, region[1] - x, region[2], region[3])}
+        )
+        seen = (
+            f"the whole {w}x{h} image"
+            if (wh, ww) == (h, w)
+            else f"the {ww}x{wh} window at x={x},y={y} of the {w}x{h} image (--window)"
+        )
+        print(f"attention of the {said}: the network sees {seen}", flush=True)
         maps = attention_maps(model, lr, **where)
         picture = attention_picture(lr, maps, top_k=args.top_k, scale=args.weights)
         source = Path(args.image)
@@ -101,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     for m in maps:
         stage = f" stage {m.stage + 1}" if m.stages > 1 else ""
         best = ", ".join(
-            f"#{t.rank} {t.weight:.3g} at x={t.pasted[1]:.0f},y={t.pasted[0]:.0f}"
+            f"#{t.rank} {t.weight:.3g} at {_where(t.pasted, (y, x))}"
             for t in m.top_k(min(3, args.top_k))
         )
         print(

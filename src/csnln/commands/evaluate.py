@@ -42,7 +42,7 @@ from ..evaluation import (
     write_json,
 )
 from ..models.official import CheckpointError
-from ..upscaling import default_model_name
+from ..upscaling import default_model_name, model_label
 from . import add_tile_options, run_options
 
 
@@ -157,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
                 save_images=args.save_images,
                 progress=not args.no_progress,
             )
-        print(format_table(results, layout=args.table), end="")
+        label = model_label(model) + (" (the bundled default)" if args.model is None else "")
+        print(format_table(results, layout=args.table, model=label), end="")
         extra = {"model": str(model)}
         if args.json is not None:
             write_json(results, args.json, extra=extra)

@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", nargs="?", help="with convert: the .safetensors file to write")
     parser.add_argument("--overwrite", action="store_true", help="with convert: replace OUTPUT")
     parser.add_argument(
+        "--json", action="store_true", help="with info: print JSON (for scripts) instead of text"
+    )
+    parser.add_argument(
         "--scale",
         type=int,
         choices=(2, 3, 4),
@@ -54,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"models {args.action} needs a CHECKPOINT")
         if args.action == "info":
             if args.checkpoint in BUNDLED:
-                return _info_bundled(args.checkpoint, args.scale)
-            return _info(Path(args.checkpoint))
+                return _info_bundled(args.checkpoint, args.scale, args.json)
+            return _info(Path(args.checkpoint), args.json)
         if not args.output:
             raise ValueError("models convert needs an OUTPUT path (.safetensors)")
         model = load_model(args.checkpoint)
@@ -102,7 +105,7 @@ def _has_default(scale: int) -> bool:
     return True
 
 
-def _info_bundled(name: str, scale: int | None) -> int:
+def _info_bundled(name: str, scale: int | None, as_json: bool) -> int:
     entry = BUNDLED[name]
     scales = [scale] if scale is not None else sorted(entry.files)
     infos = []
@@ -123,11 +126,11 @@ def _info_bundled(name: str, scale: int | None) -> int:
                 "set5_psnr": entry.set5_psnr.get(s),
             }
         )
-    print(json.dumps(infos if scale is None else infos[0], indent=2))
+    _show(infos if scale is None else infos[0], as_json)
     return 0
 
 
-def _info(path: Path) -> int:
+def _info(path: Path, as_json: bool) -> int:
     model = load_model(path)
     params = sum(p.numel() for p in model.parameters())
     info: dict[str, object] = {"file": str(path), "parameters": params}
@@ -137,5 +140,31 @@ def _info(path: Path) -> int:
         info["metadata"] = read_checkpoint(path)[2]
     else:
         info["format"] = "authors' release (.pt)"
-    print(json.dumps(info, indent=2))
+    _show(info, as_json)
     return 0
+
+
+def _show(info: object, as_json: bool) -> None:
+    """``info`` as JSON, or as indented ``key: value`` lines for people."""
+    if as_json:
+        print(json.dumps(info, indent=2))
+    else:
+        print("\n\n".join(_lines(i) for i in (info if isinstance(info, list) else [info])))
+
+
+def _lines(info: object, indent: str = "") -> str:
+    if not isinstance(info, dict):
+        return f"{indent}{info}"
+    out = []
+    for key, value in info.items():
+        label = key.replace("_", " ")
+        if isinstance(value, dict):
+            out.append(f"{indent}{label}:")
+            out.append(_lines(value, indent + "  "))
+        elif isinstance(value, list):
+            out.append(f"{indent}{label}: {', '.join(map(str, value))}")
+        elif isinstance(value, int) and not isinstance(value, bool) and value >= 10_000:
+            out.append(f"{indent}{label}: {value:,}")
+        else:
+            out.append(f"{indent}{label}: {'-' if value is None else value}")
+    return "\n".join(out)

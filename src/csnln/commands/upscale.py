@@ -141,8 +141,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compare",
         action="store_true",
-        help="also write <stem>_x<s>_compare.png: bicubic | model side by side, with a 4x zoom "
-        "of the most detailed region below each",
+        help="also write <stem>_x<s>_compare.png: bicubic | model side by side, each with a "
+        "zoomed view of the most detailed region below it (its zoom factor in its caption)",
     )
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bars (images, tiles) on stderr"
@@ -159,7 +159,12 @@ def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: A
 
 class _TileProgress:
     """The inner progress bar (the tiles of the current image, when several) and, for a long
-    image, one line with its plan and the time it will take, measured on its first call."""
+    image, one line with its plan and the time it will take.
+
+    The time is measured on the second wave of calls (the tiles that all streams run at once),
+    not the first: the first calls also pick and cache the kernels, and timed alone they made
+    the estimate 1.5-2.5x too high. ``benchmarks/estimate.py`` compares it with the real time.
+    """
 
     #: Jobs estimated to take longer than this get the plan line.
     LONG_JOB_S = 10.0
@@ -171,9 +176,13 @@ class _TileProgress:
         self.plan: UpscalePlan | None = None
         self.done = 0
         self.started = 0.0
+        self.first_wave_at = 0.0
+        #: The last estimate printed (seconds for the whole image), for benchmarks and tests.
+        self.estimate: float | None = None
 
     def start(self, plan: UpscalePlan) -> None:
         self.plan, self.done, self.started = plan, 0, time.perf_counter()
+        self.first_wave_at, self.estimate = 0.0, None
         if self.enabled and plan.calls > 1:
             self.bar = progress(
                 total=plan.calls, unit="tile", leave=False, desc=self.name, position=1
@@ -182,10 +191,14 @@ class _TileProgress:
     def update(self) -> None:
         self.done += 1
         plan = self.plan
-        first_wave = min(plan.batch * plan.streams, plan.calls) if plan is not None else 0
-        if plan is not None and plan.calls > 1 and self.done == first_wave:
-            elapsed = time.perf_counter() - self.started
-            estimate = elapsed * plan.calls / self.done
+        wave = min(plan.batch * plan.streams, plan.calls) if plan is not None else 0
+        if plan is not None and plan.calls > 1 and self.done == wave:
+            self.first_wave_at = time.perf_counter()
+        if plan is not None and plan.calls > 2 * wave and self.done == 2 * wave:
+            now = time.perf_counter()
+            per_tile = (now - self.first_wave_at) / wave
+            estimate = now - self.started + per_tile * (plan.calls - self.done)
+            self.estimate = estimate
             if estimate > self.LONG_JOB_S:
                 tiles = f"{plan.calls} tiles of {plan.tile}" if plan.tile else f"{plan.calls} calls"
                 tqdm.write(
@@ -254,7 +267,19 @@ def _output_target(output: str | None, count: int) -> tuple[Path | None, Path | 
         return None, path
     if path.exists() and not path.is_dir():
         raise ValueError(f"-o {output} exists and is not a folder")
+    if not path.exists() and _looks_like_extension(path.suffix):
+        # Not made into a folder: out.xyz was meant as a file of a format this cannot write.
+        raise ValueError(
+            f"-o {output}: {path.suffix} is not an image format csnln writes (expected "
+            f"{', '.join(SUPPORTED_EXTENSIONS)}); for a folder, give a name without a suffix "
+            "or create it first"
+        )
     return path, None
+
+
+def _looks_like_extension(suffix: str) -> bool:
+    """A file extension (``.xyz``, ``.jp2``), not a version-like folder suffix (``.1``)."""
+    return 2 <= len(suffix) <= 6 and suffix[1:].isalnum() and not suffix[1:].isdigit()
 
 
 def _scale_for(args: argparse.Namespace) -> int | None:

@@ -65,8 +65,16 @@ def find_dataset(folder: PathArg, scale: int) -> list[DatasetEntry]:
     files = images_in(hr_dir)
     if not files:
         where = f"{hr_dir} (benchmark layout: {root}/HR)" if hr_dir != root else str(root)
+        sets = sorted(p.name for p in root.iterdir() if p.is_dir() and _holds_images(p))
+        hint = (
+            f"; it holds dataset folders ({', '.join(sets[:6])}{', ...' if len(sets) > 6 else ''})"
+            f": give those, e.g. {root / sets[0]}"
+            if sets and hr_dir == root
+            else ""
+        )
         raise FileNotFoundError(
-            f"no images in dataset folder {where}: expected {', '.join(IMAGE_SUFFIXES)} files"
+            f"no images in dataset folder {where}: expected {', '.join(IMAGE_SUFFIXES)} "
+            f"files{hint}"
         )
     lr_files: dict[str, Path] = {}
     if lr_dir is not None and lr_dir.is_dir():
@@ -80,3 +88,8 @@ def find_dataset(folder: PathArg, scale: int) -> list[DatasetEntry]:
             check_sizes(hr_size, lr_size, scale, hr_path, lr_path)
         entries.append(DatasetEntry(hr_path.stem, hr_path, lr_path))
     return entries
+
+
+def _holds_images(folder: Path) -> bool:
+    """A dataset folder: images in it, or in its HR/ (the benchmark layout)."""
+    return bool(images_in(folder)) or ((folder / "HR").is_dir() and bool(images_in(folder / "HR")))

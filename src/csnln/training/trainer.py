@@ -114,6 +114,16 @@ def run_training(config: TrainConfig, *, resume: ResumeArg = None) -> TrainResul
 
 
 def _run(config: TrainConfig, info: DistInfo, resume: ResumeArg) -> TrainResult:
+    warmup, steps = config.optim.warmup_steps, config.train.steps
+    if warmup >= steps:
+        log.warning(
+            "optim.warmup_steps %d >= train.steps %d: the learning rate never reaches "
+            "optim.lr %g (lower the warm-up, e.g. optim.warmup_steps=%d)",
+            warmup,
+            steps,
+            config.optim.lr,
+            steps // 10,
+        )
     trainer = Trainer(config, info, resume)
     try:
         return trainer.run()

@@ -110,6 +110,10 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         raise BadRequest(415, f"the image could not be decoded: {exc}") from None
 
 
+#: The images a job's image route serves, by name: the job's other fields are not images.
+IMAGES = ("result", "bicubic", "input", "picture")
+
+
 def _png(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG", compress_level=1)
@@ -227,6 +231,8 @@ def create_app(settings: ServeSettings | None = None) -> Starlette:
     async def image(request: Request) -> Response:
         job = queue.get(request.path_params["job_id"])
         which = request.path_params["which"]
+        if which not in IMAGES:
+            return _error(404, f"no such image: {which}.png (a job has {', '.join(IMAGES)})")
         if job is None or job.state != "done" or which not in job.result:
             return _error(404, f"no {which}.png for this job (not done, or expired)")
         headers = {"Cache-Control": "no-store"}
