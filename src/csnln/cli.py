@@ -23,6 +23,7 @@ COMMANDS = {
         "attention at the bundled size",
     ),
     "serve": ("serve", "a local web app: upscale, compare, see the attention"),
+    "export": ("export", "write a model as ONNX (checked by onnxruntime) for other runners"),
 }
 
 

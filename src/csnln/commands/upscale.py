@@ -161,9 +161,10 @@ class _TileProgress:
     """The inner progress bar (the tiles of the current image, when several) and, for a long
     image, one line with its plan and the time it will take.
 
-    The time is measured on the second wave of calls (the tiles that all streams run at once),
-    not the first: the first calls also pick and cache the kernels, and timed alone they made
-    the estimate 1.5-2.5x too high. ``benchmarks/estimate.py`` compares it with the real time.
+    The time is measured on the waves of calls (the tiles that all streams run at once) after
+    the first, two of them or 5 % of the calls: the first calls also pick and cache the
+    kernels, and timed alone they made the estimate 1.5-2.5x too high.
+    ``benchmarks/estimate.py`` compares it with the real time.
     """
 
     #: Jobs estimated to take longer than this get the plan line.
@@ -194,9 +195,11 @@ class _TileProgress:
         wave = min(plan.batch * plan.streams, plan.calls) if plan is not None else 0
         if plan is not None and plan.calls > 1 and self.done == wave:
             self.first_wave_at = time.perf_counter()
-        if plan is not None and plan.calls > 2 * wave and self.done == 2 * wave:
+        # Measured from the end of the first wave over two more, or 5 % of the calls.
+        until = max(3 * wave, plan.calls // 20) if plan is not None else 0
+        if plan is not None and plan.calls > until and self.done == until:
             now = time.perf_counter()
-            per_tile = (now - self.first_wave_at) / wave
+            per_tile = (now - self.first_wave_at) / (until - wave)
             estimate = now - self.started + per_tile * (plan.calls - self.done)
             self.estimate = estimate
             if estimate > self.LONG_JOB_S:

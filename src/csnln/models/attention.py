@@ -54,13 +54,16 @@ class InScaleAttention(nn.Module):
         #: Fused attention (``scaled_dot_product_attention``): None picks by device (see
         #: forward); True/False force it (tests compare the two on the CPU).
         self.fused: bool | None = None
+        #: Export mode (``CSNLN.set_export_mode``): one chunk, no fused kernel, so that a
+        #: traced graph holds no count of chunks that depends on the traced batch or size.
+        self.export = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         query = self.query(x).flatten(2).transpose(1, 2)  # N, HW, C/2
         value = self.value(x).flatten(2).transpose(1, 2)  # N, HW, C
         fused = x.is_cuda if self.fused is None else self.fused
-        if fused:
+        if fused and not self.export:
             # The same softmax(Q K^T) V (no 1/sqrt(d): scale=1) in one kernel; on GPUs its
             # flash/memory-efficient kernels never write the HW x HW score matrix. Not by
             # default on the CPU, where PyTorch 2.13's SDPA measured slower than the chunked
@@ -71,7 +74,8 @@ class InScaleAttention(nn.Module):
             )[:, 0]  # N, HW, C
             return out.transpose(1, 2).reshape(n, c, h, w)
         key = self.key(x).flatten(2)  # N, C/2, HW
-        chunk = queries_per_chunk(self.chunk_size, batch=n, queries=h * w, keys=h * w)
+        chunking = None if self.export else self.chunk_size
+        chunk = queries_per_chunk(chunking, batch=n, queries=h * w, keys=h * w)
         out = [
             torch.bmm(torch.softmax(torch.bmm(query[:, start : start + chunk], key), dim=-1), value)
             for start in range(0, h * w, chunk)
@@ -121,6 +125,10 @@ class CrossScaleAttention(nn.Module):
         self.chunk_size = chunk_size
         #: Layout of the scores' softmax over the keys: None picks by device (see forward).
         self.keys_last: bool | None = None
+        #: Export mode (``CSNLN.set_export_mode``): one band of rows, and the paste's shift sum
+        #: as padding and slices (no autograd.Function, no as_strided): what ONNX exporters
+        #: trace into a graph that is right for every batch.
+        self.export = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -140,16 +148,16 @@ class CrossScaleAttention(nn.Module):
 
         # Queries, one band of rows at a time (with a halo of `half` rows for the patches).
         query = F.pad(query, (half, half, half, half))
-        rows = max(
-            1, queries_per_chunk(self.chunk_size, batch=n, queries=h * w, keys=key.shape[-1]) // w
-        )
+        chunking = None if self.export else self.chunk_size
+        rows = max(1, queries_per_chunk(chunking, batch=n, queries=h * w, keys=key.shape[-1]) // w)
         # The softmax over the keys. On a CPU with the keys on dim 1, the layout the paste
         # reads (the CPU softmax vectorises across the queries; computing it keys-last and
         # reading it transposed took up to 1.7x longer at LR 96x96 in an ad hoc timing). On a
         # GPU keys-last, read back as a transposed view: CUDA's softmax over a non-last dim is
         # a slow kernel (82% of one SEM step's time at x2, LR 256x192, H200:
         # benchmarks/results/gpu.md).
-        keys_last = x.is_cuda if self.keys_last is None else self.keys_last
+        keys_last = (x.is_cuda if self.keys_last is None else self.keys_last) and not self.export
+        shift_sum = _shift_sum_slices if self.export else _shift_sum
         bands = []
         for top in range(0, h, rows):
             bottom = min(h, top + rows)
@@ -159,7 +167,7 @@ class CrossScaleAttention(nn.Module):
             else:
                 attn = torch.softmax(torch.bmm(key_t, band), dim=1)  # N, L, R W: over the keys
             attn = attn.view(n, h // u, w // u, bottom - top, w)
-            paste = torch.bmm(values, _shift_sum(attn, p).flatten(1, 2).flatten(2))
+            paste = torch.bmm(values, shift_sum(attn, p).flatten(1, 2).flatten(2))
             # N, C u u, (R + p - 1)(W + p - 1) -> the band's canvas N, C, u(R + p - 1), u(W + p - 1)
             bands.append(_depth_to_space(paste.view(n, c * u * u, bottom - top + 2 * half, -1), u))
         if len(bands) == 1:
@@ -242,6 +250,28 @@ def _shift_sum(attn: torch.Tensor, patch_size: int) -> torch.Tensor:
     if patch_size == 1:
         return attn
     return _ShiftSum.apply(attn, patch_size)
+
+
+def _shift_sum_slices(attn: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """:func:`_shift_sum` as zero padding and ``p`` shifted slices per axis (separable): the
+    same sums in plain ops that any exporter traces (Pad, Slice, Add), for any batch.
+
+    With the key axes padded by ``half`` and the query axes by ``p - 1`` on both sides, the
+    term of offset ``m`` is the slice starting at ``s = p - 1 - m`` on both of its axes.
+    """
+    p = patch_size
+    if p == 1:
+        return attn
+    half = p // 2
+    _, ly, lx, r, w = attn.shape
+    a = F.pad(attn, (p - 1, p - 1, p - 1, p - 1, half, half, half, half))
+    cols = a[:, :, 0:lx, :, 0 : w + p - 1]
+    for s in range(1, p):
+        cols = cols + a[:, :, s : s + lx, :, s : s + w + p - 1]
+    out = cols[:, 0:ly, :, 0 : r + p - 1]
+    for s in range(1, p):
+        out = out + cols[:, s : s + ly, :, s : s + r + p - 1]
+    return out
 
 
 class _ShiftLayout:

@@ -295,6 +295,15 @@ class CSNLN(nn.Module):
             if isinstance(module, (InScaleAttention, CrossScaleAttention)):
                 module.chunk_size = chunk_size
 
+    def set_export_mode(self, on: bool = True) -> None:
+        """Export mode: the attentions in one chunk, without fused kernels, the paste's shift
+        sum as padding and slices: the same outputs (to float rounding) in ops that
+        ``torch.onnx.export`` traces into a graph right for every batch. Peak memory then grows
+        with the square of the input's pixels: for fixed tiles (``csnln.export``)."""
+        for module in self.modules():
+            if isinstance(module, (InScaleAttention, CrossScaleAttention)):
+                module.export = on
+
     def set_gradient_checkpointing(self, mode: bool | str = True) -> None:
         """Trade compute for training memory by checkpointing each SEM step.
 
