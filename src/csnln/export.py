@@ -67,7 +67,7 @@ class ExportReport:
 
     path: Path
     scale: int
-    tile: int
+    tile: tuple[int, int]  # height, width
     overlap: int
     margin: int
     opset: int
@@ -76,7 +76,7 @@ class ExportReport:
 
     def summary(self) -> str:
         return (
-            f"{self.path}: x{self.scale}, input N x 3 x {self.tile} x {self.tile} (any N), "
+            f"{self.path}: x{self.scale}, input N x 3 x {self.tile[0]} x {self.tile[1]} (any N), "
             f"opset {self.opset}; onnxruntime matches PyTorch to {self.max_abs_difference:.1e} "
             f"(batches {', '.join(map(str, self.checked_batches))}); tile it with overlap "
             f"{self.overlap}"
@@ -100,15 +100,16 @@ def export_onnx(
     path: PathArg,
     *,
     scale: int | None = None,
-    tile: int | None = None,
+    tile: int | tuple[int, int] | None = None,
     opset: int = OPSET,
     overwrite: bool = False,
     check_inputs: Sequence[torch.Tensor] = (),
     tolerance: float = 1e-4,
 ) -> ExportReport:
     """Export ``model`` (a bundled name, a checkpoint file or a :class:`csnln.CSNLN`) to
-    ``path`` as ONNX at LR tiles of ``tile`` pixels (default: the model's tile plan, else 64)
-    with a dynamic batch, verify it (see the module doc) and return the report.
+    ``path`` as ONNX at LR tiles of ``tile`` pixels (default: the model's tile plan, else 64;
+    a pair: height, width) with a dynamic batch, verify it (see the module doc) and return the
+    report.
 
     Raises:
         ExportError: onnxruntime's output differs from PyTorch's by more than ``tolerance``.
@@ -128,26 +129,26 @@ def export_onnx(
     net = net.float().cpu().eval()
     descriptor = describe(net)
     plan = descriptor.tile_plan or TilePlan(tile=64, overlap=16, batch=8)
-    tile = tile or plan.tile
-    overlap = plan.overlap if tile == plan.tile else min(16, tile // 4)
-    margin = plan.margin if tile == plan.tile else 0
-    if tile < 8:
-        raise ValueError(f"tile must be at least 8 LR pixels, got {tile}")
+    th, tw = (tile, tile) if isinstance(tile, int) else tile or (plan.tile, plan.tile)
+    overlap = plan.overlap if (th, tw) == (plan.tile, plan.tile) else min(16, min(th, tw) // 4)
+    margin = plan.margin if (th, tw) == (plan.tile, plan.tile) else 0
+    if min(th, tw) < 8:
+        raise ValueError(f"tile must be at least 8 LR pixels, got {tw}x{th}")
     for x in check_inputs:
-        if tuple(x.shape[1:]) != (3, tile, tile):
-            raise ValueError(f"check inputs must be N x 3 x {tile} x {tile}, got {tuple(x.shape)}")
+        if tuple(x.shape[1:]) != (3, th, tw):
+            raise ValueError(f"check inputs must be N x 3 x {th} x {tw}, got {tuple(x.shape)}")
 
-    graph = _trace(net, tile, opset)
+    graph = _trace(net, (th, tw), opset)
     metadata = {
         "csnln_version": __version__,
         "architecture": "CSNLN",
         "scale": str(descriptor.scale),
-        "tile": str(tile),
+        "tile": str(th) if th == tw else f"{th}x{tw}",
         "tile_overlap": str(overlap),
         "tile_blend_margin": str(margin),
         "tile_batch": str(plan.batch),
-        "input": f"N x 3 x {tile} x {tile} float32 RGB in [0, 1] (N dynamic)",
-        "output": f"N x 3 x {descriptor.scale * tile} x {descriptor.scale * tile} float32 RGB",
+        "input": f"N x 3 x {th} x {tw} float32 RGB in [0, 1] (N dynamic)",
+        "output": f"N x 3 x {descriptor.scale * th} x {descriptor.scale * tw} float32 RGB",
         "opset": str(opset),
         "config": repr(net.config.to_dict()),
         "memory_per_pixel": str(descriptor.memory_per_pixel),
@@ -159,7 +160,7 @@ def export_onnx(
     data = graph.SerializeToString()
 
     generator = torch.Generator().manual_seed(0)
-    inputs = [torch.rand(b, 3, tile, tile, generator=generator) for b in CHECK_BATCHES]
+    inputs = [torch.rand(b, 3, th, tw, generator=generator) for b in CHECK_BATCHES]
     inputs += list(check_inputs)
     difference = verify_onnx(data, net, inputs)
     if not difference <= tolerance:
@@ -171,7 +172,7 @@ def export_onnx(
     return ExportReport(
         path=target,
         scale=descriptor.scale,
-        tile=tile,
+        tile=(th, tw),
         overlap=overlap,
         margin=margin,
         opset=opset,
@@ -180,11 +181,11 @@ def export_onnx(
     )
 
 
-def _trace(net: CSNLN, tile: int, opset: int) -> Any:
-    """The ONNX ModelProto of ``net`` in export mode at ``tile``, dynamic batch."""
+def _trace(net: CSNLN, tile: tuple[int, int], opset: int) -> Any:
+    """The ONNX ModelProto of ``net`` in export mode at ``tile`` (h, w), dynamic batch."""
     onnx, _ = _onnx_modules()
     batch = torch.export.Dim("batch", min=1, max=1024)
-    example = torch.rand(2, 3, tile, tile)
+    example = torch.rand(2, 3, *tile)
     net.set_export_mode(True)
     # The exporter logs a line per torchvision op it skips and prints its optimizer's notes:
     # none of it concerns this network.
@@ -244,9 +245,10 @@ class OnnxModel(nn.Module):
         if meta.get("architecture") != "CSNLN":
             raise ValueError(f"{self.path}: not an ONNX file written by csnln export")
         self.scale = int(meta["scale"])
-        self.tile = int(meta["tile"])
+        h, _, w = meta["tile"].partition("x")
+        self.tile = (int(h), int(w or h))
         self._plan = TilePlan(
-            tile=self.tile,
+            tile=min(self.tile),
             overlap=int(meta["tile_overlap"]),
             batch=int(meta.get("tile_batch", 8)),
             margin=int(meta["tile_blend_margin"]),
@@ -272,12 +274,13 @@ class OnnxModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        if h > self.tile or w > self.tile:
+        th, tw = self.tile
+        if h > th or w > tw:
             raise ValueError(
-                f"{self.path} runs {self.tile}x{self.tile} tiles; got {w}x{h} (run it through "
+                f"{self.path} runs {tw}x{th} tiles; got {w}x{h} (run it through "
                 "csnln.Upscaler, which tiles)"
             )
-        padded = F.pad(x.float(), (0, self.tile - w, 0, self.tile - h), mode="replicate")
+        padded = F.pad(x.float(), (0, tw - w, 0, th - h), mode="replicate")
         out = self.session.run(None, {"input": padded.cpu().numpy()})[0]
         s = self.scale
         return torch.from_numpy(out[..., : s * h, : s * w]).to(x.device)
