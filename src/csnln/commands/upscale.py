@@ -18,6 +18,11 @@ Exit status: 0 when every image was written; 1 when some could not be (each is n
 line: unreadable, too large for the memory budget, output exists); 2 for bad arguments (no
 inputs, unusable model or option); 130 when interrupted with Ctrl-C.
 
+Several processes (torchrun: one node or many) share a folder: each file is upscaled once,
+by one process (each on its own GPU, or on its share of the CPU threads); outputs that exist
+are skipped, so a stopped job resumes where it was; rank 0 prints one summary:
+  torchrun --nproc_per_node 4 -m csnln upscale photos/ -o big/
+
 Examples:
   csnln upscale photo.jpg                          # bundled model, x2 -> photo_x2.jpg
   csnln upscale photos/ 'scans/*.tif' --scale 4 -o big/
@@ -28,6 +33,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -39,6 +45,7 @@ from tqdm import tqdm
 
 from ..allocator import keep_freed_memory
 from ..device import PRECISION_CHOICES, resolve_device, resolve_precision
+from ..distributed import DistInfo
 from ..imageio import SUPPORTED_EXTENSIONS, ImageReadError, check_writable, expand_inputs
 from ..models.descriptor import describe
 from ..models.network import MIN_INPUT_SIZE
@@ -139,6 +146,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "that image is skipped)",
     )
     parser.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="an image whose output exists is skipped, not an error (resuming a stopped "
+        "job; always so under torchrun)",
+    )
+    parser.add_argument(
         "--compare",
         action="store_true",
         help="also write <stem>_x<s>_compare.png: bicubic | model side by side, each with a "
@@ -226,9 +239,9 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
-def _gather_inputs(patterns: list[str]) -> tuple[list[Path], int]:
+def _gather_inputs(patterns: list[str], *, speak: bool = True) -> tuple[list[Path], int]:
     """Expanded inputs (earlier results in folders/globs left out) and the number of
-    patterns that matched nothing (each reported)."""
+    patterns that matched nothing (each reported, when ``speak``)."""
     found: list[Path] = []
     seen: set[Path] = set()
     failed = skipped = 0
@@ -236,7 +249,8 @@ def _gather_inputs(patterns: list[str]) -> tuple[list[Path], int]:
         try:
             matches = expand_inputs([pattern])
         except FileNotFoundError as exc:
-            _error(exc)
+            if speak:
+                _error(exc)
             failed += 1
             continue
         if not Path(pattern).is_file():  # a folder or a glob: leave earlier results out
@@ -249,7 +263,7 @@ def _gather_inputs(patterns: list[str]) -> tuple[list[Path], int]:
             if key not in seen:
                 seen.add(key)
                 found.append(path)
-    if skipped:
+    if skipped and speak:
         tqdm.write(
             f"note: skipped {skipped} earlier result(s) (<stem>_x<s>.*, *_compare.png)",
             file=sys.stderr,
@@ -295,7 +309,33 @@ def _scale_for(args: argparse.Namespace) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Upscale every input; returns the exit status (see the module docstring)."""
+    """Upscale every input; returns the exit status (see the module docstring). Under
+    torchrun, this process's share of them (see :func:`_shard`)."""
+    if not _in_torchrun():
+        return _run(args, None)
+    from ..distributed import cleanup, setup
+
+    info = setup(args.device)
+    try:
+        return _run(args, info)
+    finally:
+        cleanup(info)
+
+
+def _in_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _run(args: argparse.Namespace, info: DistInfo | None) -> int:
+    if info is not None:
+        args.skip_existing = True  # resumable: what an earlier run wrote is done
+        args.no_progress = args.no_progress or not info.is_main
+        if info.device.type == "cuda":
+            args.device = str(info.device)  # this process's GPU (its local rank)
+        elif args.threads is None:  # this process's share of the node's cores
+            local = int(os.environ.get("LOCAL_WORLD_SIZE", info.world_size))
+            args.threads = max(1, (os.cpu_count() or 1) // local)
+    speak = info is None or info.is_main  # input and output checks: said once
     if args.max_memory is None:  # (it raises peak memory: not when a budget is given)
         keep_freed_memory()  # no page-fault churn between model calls (csnln/allocator.py)
     if args.threads is not None:
@@ -315,18 +355,22 @@ def run(args: argparse.Namespace) -> int:
         _error(f"{exc}")
         return 2
 
-    inputs, failed = _gather_inputs(args.inputs)
+    inputs, failed = _gather_inputs(args.inputs, speak=speak)
     if not inputs:
-        _error("no input images")
+        if speak:
+            _error("no input images")
         return 2
 
     scale = _scale_for(args)
     try:
         device = resolve_device(options.device)
         model = resolve_model(args.model, scale, device)
-        options = options.replace(
-            device=device, precision=resolve_precision(options.precision, device, describe(model))
-        )
+        precision = resolve_precision(options.precision, device, describe(model))
+        if info is not None:  # `auto` is timed per process: every process takes rank 0's
+            from ..distributed import gather_objects
+
+            precision = str(gather_objects(precision, info)[0])
+        options = options.replace(device=device, precision=precision)
         folder, single = _output_target(args.output, len(inputs))
     except NoBundledModelError as exc:
         _error(
@@ -349,6 +393,7 @@ def run(args: argparse.Namespace) -> int:
     # Check every output before computing anything.
     jobs: list[tuple[Path, Path, Path | None]] = []
     claimed: dict[Path, Path] = {}
+    existed = 0
     for source in inputs:
         out = single if single is not None else default_output_path(source, scale, folder)
         compare = comparison_path(out) if args.compare else None
@@ -362,17 +407,28 @@ def run(args: argparse.Namespace) -> int:
             for target in targets:
                 check_writable(target, args.overwrite)
         except FileExistsError:
-            _error(f"{source}: {target} already exists (pass --overwrite to replace it)")
+            if args.skip_existing:
+                existed += 1
+                continue
+            if speak:
+                _error(f"{source}: {target} already exists (pass --overwrite to replace it)")
             failed += 1
             continue
         except (ValueError, OSError) as exc:
-            _error(f"{source}: {exc}")
+            if speak:
+                _error(f"{source}: {exc}")
             failed += 1
             continue
         for target in targets:
             claimed[target.resolve()] = source
         jobs.append((source, out, compare))
 
+    if info is not None:
+        jobs = _shard(jobs, info.rank, info.world_size)
+        if not speak:
+            failed = 0  # the checks above are rank 0's to count
+    written: list[str] = []
+    failures: list[str] = []
     done = 0
     images = progress(
         total=len(jobs), unit="image", enabled=not args.no_progress and len(jobs) > 1
@@ -401,19 +457,24 @@ def run(args: argparse.Namespace) -> int:
                 except (ImageReadError, FileNotFoundError) as exc:
                     _error(exc)
                     failed += 1
+                    failures.append(str(source))
                 except FileExistsError:
                     _error(f"{source}: {out} already exists (pass --overwrite to replace it)")
                     failed += 1
+                    failures.append(str(source))
                 except torch.OutOfMemoryError as exc:
                     _error(f"{source}: out of memory ({exc}); use --max-memory or a smaller --tile")
                     failed += 1
+                    failures.append(str(source))
                 except (MemoryError, ValueError, OSError, RuntimeError) as exc:
                     _error(f"{source}: {exc}")
                     failed += 1
+                    failures.append(str(source))
                 else:
                     done += 1
-                    written = f"{source} -> {out}" + (f" (+ {compare.name})" if compare else "")
-                    tqdm.write(written, file=sys.stdout)
+                    written.append(str(out))
+                    line = f"{source} -> {out}" + (f" (+ {compare.name})" if compare else "")
+                    tqdm.write(line, file=sys.stdout)
                 finally:
                     tiles.close()
                     images.update()
@@ -426,6 +487,10 @@ def run(args: argparse.Namespace) -> int:
         )
         return 130
     images.close()
+    if info is not None:
+        return _summary(info, done, failed, existed, failures)
+    if existed:
+        print(f"skipped {existed} image(s) whose output exists (--skip-existing)", file=sys.stderr)
     if failed:
         # `failed` counts the images that were not written and the inputs that matched
         # nothing, so the two numbers add up to what was asked for.
@@ -436,3 +501,30 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _shard(jobs: list[Any], rank: int, world: int) -> list[Any]:
+    """This process's share: every ``world``-th job from ``rank`` (each job in exactly one
+    share, none repeated to even them out; every process lists the same jobs in the same
+    order, so no process needs to be told its files)."""
+    return jobs[rank::world]
+
+
+def _summary(info: DistInfo, done: int, failed: int, existed: int, failures: list[str]) -> int:
+    """Rank 0's one summary of every process's counts; the same exit status everywhere."""
+    from ..distributed import barrier, gather_objects
+
+    reports = gather_objects((done, failed, failures), info)
+    written = sum(r[0] for r in reports)  # type: ignore[index]
+    bad = sum(r[1] for r in reports)  # type: ignore[index]
+    names = [name for r in reports for name in r[2]]  # type: ignore[index]
+    if info.is_main:
+        text = (
+            f"{info.world_size} processes: {written} image(s) written, {existed} skipped "
+            f"(their outputs exist), {bad} failed"
+        )
+        print(text + (f": {', '.join(names)}" if names else ""), file=sys.stderr, flush=True)
+    # No process exits before the summary is out: torchrun stops the others when one exits
+    # with a failure status.
+    barrier(info)
+    return 1 if bad else 0

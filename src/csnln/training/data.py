@@ -36,9 +36,9 @@ from ..atomic import atomic_write
 from ..data.image_files import IMAGE_SUFFIXES, images_in, is_image_file
 from ..data.imresize import imresize, modcrop
 from ..data.protocol import load_rgb, to_uint8_matlab
+from ..distributed import DistInfo, barrier
 from ..progress import progress as progress_bar
 from .config import ConfigError, TrainConfig
-from .distributed import DistInfo, barrier
 
 __all__ = [
     "IMAGE_SUFFIXES",

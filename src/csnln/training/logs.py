@@ -16,7 +16,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ..atomic import atomic_write
-from .distributed import DistInfo
+from ..distributed import DistInfo
 
 __all__ = ["CSV_COLUMNS", "CsvLog", "Meter", "start_logging", "stop_logging", "validation_curve"]
 

@@ -34,6 +34,7 @@ from torch import nn
 
 from ..allocator import keep_freed_memory
 from ..device import precision_context
+from ..distributed import DistInfo, all_reduce_sum, barrier, cleanup, setup
 from ..models.checkpoint import save_checkpoint
 from ..models.network import checkpointing_mode
 from ..progress import progress as progress_bar
@@ -52,7 +53,6 @@ from .checkpointing import (
 )
 from .config import ConfigError, TrainConfig
 from .data import make_loader, prepare_data
-from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, setup
 from .logs import CsvLog, Meter, start_logging, stop_logging, tensorboard_writer
 from .model_init import build_model
 from .precision import choose_precision

@@ -1,6 +1,8 @@
-"""Multi-process training with ``torchrun``: process group, devices, rank-0-only writes.
+"""Several processes with ``torchrun`` (training, and folder inference): process group,
+devices, rank-0-only writes.
 
-``torchrun --nproc_per_node K -m csnln train CONFIG`` starts K processes with ``RANK``,
+``torchrun --nproc_per_node K -m csnln train CONFIG`` (or ``... -m csnln upscale``) starts K
+processes with ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` in their environment.
 :func:`setup` joins them into a process group (``nccl`` on GPUs, one GPU per process by local
 rank; ``gloo`` on CPUs). Without those variables everything here is a single-process no-op.
@@ -14,9 +16,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ..device import resolve_device
+from .device import resolve_device
 
-__all__ = ["DistInfo", "all_reduce_sum", "barrier", "cleanup", "setup"]
+__all__ = ["DistInfo", "all_reduce_sum", "barrier", "cleanup", "gather_objects", "setup"]
 
 
 @dataclass(frozen=True)
@@ -96,3 +98,12 @@ def cleanup(info: DistInfo) -> None:
     """Destroy the process group if :func:`setup` created it."""
     if info.owns_group and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def gather_objects(value: object, info: DistInfo) -> list[object]:
+    """Every process's ``value``, in rank order, on every process (``[value]`` alone)."""
+    if not info.distributed:
+        return [value]
+    gathered: list[object] = [None] * info.world_size
+    dist.all_gather_object(gathered, value)
+    return gathered
