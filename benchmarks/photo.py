@@ -11,7 +11,10 @@ plan, tiles, blend, write) in a fresh process, so that peak memory is that of on
   (``csnln.zoo.BUNDLED[model].tile_plans``, chosen by ``benchmarks/tile_plan.py``), with its
   calls running two at once on a CPU of two or more threads (``csnln.inference.CPU_STREAMS``);
 * ``now, 1 stream``: the same plan one call at a time (``--tile-streams 1``), to show what the
-  concurrent calls add (the result is the same).
+  concurrent calls add (the result is the same);
+* ``onnx``: the model exported by ``csnln export`` (its tile plan, dynamic batch), run by
+  onnxruntime's CPU provider through the same tiler (``csnln.export.OnnxModel``), fp32 only;
+  exported once per scale before the timings (``--plans before now onnx``).
 
 Both in fp32 and bf16; the default precision of ``csnln upscale`` was fp32 before and is
 ``auto`` (bf16 on this CPU) now, so the headline ratio is ``before fp32`` / ``now bf16``. A ``before`` row that
@@ -56,7 +59,7 @@ SET5 = SHARED / "benchmark" / "Set5" / "HR"
 B100 = SHARED / "benchmark" / "B100" / "HR"
 
 
-PLANS = ("before", "one-stream", "now")
+PLANS = ("before", "one-stream", "now", "onnx")
 
 
 class _Stop(Exception):
@@ -80,6 +83,11 @@ def _cell(spec: dict) -> dict:
         assert csnln.__file__.startswith(spec["baseline_src"]), csnln.__file__
     keep_freed_memory()  # as csnln upscale does
     model = load_model(spec["model"], spec["scale"])
+    counted = model  # whose FLOPs are counted (onnxruntime's are the same graph's)
+    if spec["plan"] == "onnx":
+        from csnln.export import OnnxModel
+
+        model = OnnxModel(spec["onnx"])
     seen: dict = {}
     ticks = [0]
     limit = spec.get("max_tiles")
@@ -138,7 +146,7 @@ def _cell(spec: dict) -> dict:
         precision_context(plan.precision, torch.device("cpu")),
         FlopCounterMode(display=False) as counter,
     ):
-        model(piece)
+        counted(piece)
     flops = counter.get_total_flops() * calls
     if plan.calls % plan.batch:  # the last call holds fewer tiles
         flops = counter.get_total_flops() * (plan.calls / plan.batch)
@@ -169,6 +177,10 @@ def _quality(spec: dict) -> dict:
 
     keep_freed_memory()
     model = load_model(spec["model"], spec["scale"])
+    if spec["plan"] == "onnx":
+        from csnln.export import OnnxModel
+
+        model = OnnxModel(spec["onnx"])
     out = {}
     for name, folder in (("Set5", SET5), ("B100", Path(spec["b100"]))):
         start = time.perf_counter()
@@ -241,8 +253,9 @@ def main() -> int:
         "--plans",
         nargs="+",
         choices=PLANS,
-        default=list(PLANS),
-        help="which plans to time (default: all; `before` is the ratios' reference)",
+        default=["before", "one-stream", "now"],
+        help="which plans to time (default: before one-stream now; onnx needs the onnx extra; "
+        "`before` is the ratios' reference)",
     )
     parser.add_argument(
         "--precisions",
@@ -279,11 +292,21 @@ def main() -> int:
         "| % of peak | peak MB | speed-up vs before fp32 |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    exported: dict[int, str] = {}
+    if "onnx" in args.plans:
+        from csnln.export import export_onnx
+
+        folder = Path(tempfile.mkdtemp(prefix="onnx_"))
+        for scale in args.scales:
+            path = folder / f"{args.model}_x{scale}.onnx"
+            exported[scale] = str(export_onnx(args.model, path, scale=scale).path)
     for image in images:
         for scale in args.scales:
             rows = []
             for plan in args.plans:
                 for precision in args.precisions:
+                    if plan == "onnx" and precision != "fp32":
+                        continue
                     spec = {
                         "model": args.model,
                         "scale": scale,
@@ -291,6 +314,7 @@ def main() -> int:
                         "plan": plan,
                         "precision": precision,
                         "baseline_src": baseline,
+                        "onnx": exported.get(scale),
                     }
                     if plan == "before":
                         # Time a few tiles first; extrapolate when the whole would be long.
@@ -304,7 +328,9 @@ def main() -> int:
                     f" (timed on {r['extrapolated_from']} tiles)" if r["extrapolated_from"] else ""
                 )
                 gflops = r["gflop"] / r["seconds"]
-                name = {"one-stream": "now, 1 stream"}.get(r["plan"], r["plan"])
+                name = {"one-stream": "now, 1 stream", "onnx": "onnxruntime"}.get(
+                    r["plan"], r["plan"]
+                )
                 at_once = f", {r['streams']} at once" if r["plan"] != "before" else ""
                 print(
                     f"| {Path(r['image']).name} {r['size']} | x{scale} | {name} "
@@ -329,7 +355,9 @@ def main() -> int:
     print("| scale | plan | precision | Set5 | B100 | Set5 + B100 s |")
     print("|---|---|---|---|---|---|")
     for scale in args.scales:
-        for plan, precision in (("before", "fp32"), ("now", "fp32"), ("now", "bf16")):
+        runs = [("before", "fp32"), ("now", "fp32"), ("now", "bf16")]
+        runs += [("onnx", "fp32")] if "onnx" in args.plans else []
+        for plan, precision in runs:
             q = _spawn(
                 "--quality",
                 {
@@ -339,6 +367,7 @@ def main() -> int:
                     "precision": precision,
                     "b100": str(subset),
                     "baseline_src": baseline,
+                    "onnx": exported.get(scale),
                 },
             )
             print(

@@ -255,7 +255,10 @@ class OnnxModel(nn.Module):
         )
         self._memory = (int(meta.get("memory_per_pixel", 0)), int(meta.get("memory_constant", 0)))
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
+        # The tiler runs CPU_STREAMS calls at once, each on its share of the threads.
+        from .inference.tiling import CPU_STREAMS
+
+        options.intra_op_num_threads = threads or max(1, torch.get_num_threads() // CPU_STREAMS)
         self.session = ort.InferenceSession(
             str(self.path), options, providers=["CPUExecutionProvider"]
         )
