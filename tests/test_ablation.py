@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -525,3 +526,33 @@ def test_report_never_rewrites_an_existing_report_unless_asked(
     main(["ablate", "fusion", "--report", "--no-timing", "--out", str(tmp_path), "--overwrite"])
     assert (small / "fusion.md").read_text() != shipped
     assert write_report("patch", TINY, tmp_path, timing=False, overwrite=True) == first
+
+
+def test_attention_study_report(tmp_path: Path, data: tuple[str, Path]) -> None:
+    """The attention study end to end at a tiny budget: its eight runs, then the report with
+    each variant against the bundled cell and the per-image gains of the cell over local
+    only."""
+    from csnln.ablation import per_image_gains, write_attention_report
+
+    train, bench = data
+    budget = dataclasses.replace(TINY, name="tiny-attention", depth=1)
+    out = tmp_path / "ablations"
+    results = run_study("attention", budget, out, train_dirs=[train], benchmarks=bench)
+    assert len(results) == 8
+    found = load_results(out, budget, "attention")
+    cell = found[REFERENCE.resolved(budget)]
+    local = found[Variant(branches=("local",)).resolved(budget)]
+    gains = per_image_gains(cell, local, "B100")
+    assert [name for name, _ in gains] and len(gains) == 2
+    assert gains[0][1] >= gains[1][1]
+    expected = statistics.fmean(r.per_image["B100"]["im0"] for r in cell) - statistics.fmean(
+        r.per_image["B100"]["im0"] for r in local
+    )
+    assert dict(gains)["im0"] == pytest.approx(expected)
+    report = write_attention_report("attention", budget, out, timing=False).read_text()
+    assert "| L (bundled cell)" not in report and "(bundled cell)" in report
+    assert "matched cost" in report and "## The bundled cell against each variant" in report
+    assert "### B100: bundled cell minus local only, per image" in report
+    assert (out / budget.name / "attention_cost_B100.png").is_file()
+    with pytest.raises(FileExistsError):
+        write_attention_report("attention", budget, out, timing=False)

@@ -37,6 +37,7 @@ from .cost import (
 from .orchestration import holdout_files, load_results, run_study
 from .report import Summary, _at, _equal_time, summarise, verdict, write_report
 from .runs import RunResult, eval_options, run_dir, run_one, train_config
+from .shipped import per_image_gains, write_attention_report
 from .studies import (
     BUDGETS,
     EVAL_SETS,
@@ -84,6 +85,8 @@ __all__ = [
     "train_config",
     "variant_seeds",
     "verdict",
+    "per_image_gains",
+    "write_attention_report",
     "write_report",
     "_at",
     "_equal_time",

@@ -155,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         run_dir,
         run_study,
         study_runs,
+        write_attention_report,
         write_report,
     )
 
@@ -251,8 +252,9 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     for study in studies:
+        report = write_attention_report if study == "attention" else write_report
         try:
-            path = write_report(
+            path = report(
                 study,
                 budget,
                 args.out,

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Reproduce the bundled `small` weights of one scale: the chain of runs that made them, each
+# from its own config.yaml (the resolved config of the run, as it ran), into runs/reproduce/.
+# Each run starts from the final weights of the one before (the shipped chain started from
+# those too; csnln's x2 and x4 runs validated on Set5 and no run's start was a step picked on
+# it but the last x2 cosine's step 8,000, now replaced by its final step).
+#
+#   bash trained/reproduce.sh 2      # x2: 4 runs, 49,000 steps (about 5 h on 2 CPU cores)
+#   bash trained/reproduce.sh 3      # x3 from the bundled x2: 2 runs (about 4 h)
+#   bash trained/reproduce.sh 4      # x4 from the x2 chain: 2 runs (about 2.5 h)
+#
+# Needs ../shared/data/train. Stopped runs continue where they stopped on a second call.
+set -euo pipefail
+scale=${1:?usage: bash trained/reproduce.sh 2|3|4}
+out=runs/reproduce
+run() {  # run NAME INIT [key=value ...]: trained/NAME/config.yaml into runs/reproduce/NAME
+    local name=$1 init=$2
+    shift 2
+    csnln train "trained/$name/config.yaml" "output_dir=$out/$name" "model.init=$init" \
+        val.dirs=[] "$@" --resume
+}
+case $scale in
+2)
+    run wide_x2_f64d1 null
+    run campaign_wide_x2 "$out/wide_x2_f64d1/final.safetensors"
+    run campaign2_wide_x2 "$out/campaign_wide_x2/final.safetensors"
+    run campaign3_wide_x2 "$out/campaign2_wide_x2/final.safetensors" train.steps=9000
+    echo "x2: $out/campaign3_wide_x2/final.safetensors" ;;
+3)
+    # The shipped chain stopped its first run at step 18,000 of its 20,000-step cosine.
+    run wide_x3_f64d1 src/csnln/weights/csnln_small_x2.safetensors
+    run campaign_wide_x3 "$out/wide_x3_f64d1/final.safetensors"
+    echo "x3: $out/campaign_wide_x3/final.safetensors" ;;
+4)
+    run wide_x2_f64d1 null
+    run campaign_wide_x2 "$out/wide_x2_f64d1/final.safetensors"
+    run campaign2_wide_x2 "$out/campaign_wide_x2/final.safetensors"
+    run wide_x4_f64d1 "$out/campaign2_wide_x2/final.safetensors"
+    run restart_wide_x4 "$out/wide_x4_f64d1/final.safetensors"
+    echo "x4: $out/restart_wide_x4/final.safetensors" ;;
+*) echo "scale must be 2, 3 or 4, got $scale" >&2; exit 2 ;;
+esac
