@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import head_commit  # noqa: E402
 
 from csnln.allocator import keep_freed_memory  # noqa: E402
-from csnln.commands.upscale import _TileProgress  # noqa: E402
 from csnln.inference import RunOptions  # noqa: E402
+from csnln.progress import TileProgress  # noqa: E402
 from csnln.upscaling import resolve_model, upscale_file  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "train"
@@ -54,7 +54,7 @@ def main() -> int:
         for scale in args.scales:
             model = resolve_model(None, scale, "auto")
             for image in images:
-                progress = _TileProgress(enabled=False)
+                progress = TileProgress(enabled=False)
                 progress.name = image.name
                 upscale_file(
                     image,

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import enum
+import importlib.util
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -30,3 +33,29 @@ def golden_path(scale: int) -> Path:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+def stub_torchvision() -> None:
+    """spandrel imports torchvision for two architectures of its own (LaMa, RestoreFormer);
+    PyPI's torchvision does not import beside the CPU torch these tests run on, so where it
+    is missing the two names they import are stubbed (CSNLN never uses them)."""
+    if importlib.util.find_spec("torchvision") is not None:
+        return
+    functional = types.ModuleType("torchvision.transforms.functional")
+    functional.InterpolationMode = enum.Enum("InterpolationMode", "NEAREST BILINEAR BICUBIC")  # type: ignore[attr-defined]
+
+    def unavailable(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("torchvision is not installed (stubbed for spandrel's import)")
+
+    functional.rotate = functional.normalize = unavailable  # type: ignore[attr-defined]
+    transforms = types.ModuleType("torchvision.transforms")
+    transforms.functional = functional  # type: ignore[attr-defined]
+    torchvision = types.ModuleType("torchvision")
+    torchvision.transforms = transforms  # type: ignore[attr-defined]
+    sys.modules.update(
+        {
+            "torchvision": torchvision,
+            "torchvision.transforms": transforms,
+            "torchvision.transforms.functional": functional,
+        }
+    )

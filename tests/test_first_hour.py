@@ -144,8 +144,10 @@ def test_the_time_estimate_leaves_out_the_first_calls_warm_up(
     first calls also choose kernels. A job whose first wave takes 5 s and every later one 1 s
     is now estimated at what it takes."""
     clock = [0.0]
-    monkeypatch.setattr(upscale_command.time, "perf_counter", lambda: clock[0])
-    progress = upscale_command._TileProgress(enabled=False)
+    from csnln import progress as progress_module
+
+    monkeypatch.setattr(progress_module.time, "perf_counter", lambda: clock[0])
+    progress = progress_module.TileProgress(enabled=False)
     progress.name = "photo.jpg"
     progress.start(Plan(tile=32, overlap=8, batch=8, streams=2, calls=160, precision="bf16"))
     wave = 16

@@ -53,6 +53,9 @@ def test_python_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     Image.open(SAMPLE).convert("RGB").save(tmp_path / "photo.jpg", quality=95)
     (tmp_path / "set5").mkdir()  # the README's evaluation example: one Set5 image
     Image.open(SAMPLE).save(tmp_path / "set5" / "butterfly.png")
+    from conftest import stub_torchvision
+
+    stub_torchvision()  # spandrel's import needs two torchvision names (see conftest)
     namespace: dict[str, object] = {}
     for body in blocks("python"):
         exec(compile(body, str(README), "exec"), namespace)  # noqa: S102

@@ -470,14 +470,14 @@ def test_progress_in_a_file_is_plain_lines() -> None:
 
 
 def test_the_plan_line_of_a_long_job(capsys) -> None:
-    from csnln.commands.upscale import _TileProgress
     from csnln.inference import Plan
+    from csnln.progress import TileProgress
 
-    progress = _TileProgress(enabled=False)
+    progress = TileProgress(enabled=False)
     progress.LONG_JOB_S = 0.0  # every job is "long" here
     progress.name = "photo.jpg"
     progress.start(Plan(tile=48, overlap=8, batch=2, precision="bf16", calls=10))
-    progress.update()
-    progress.update()  # the first call (2 tiles) is done: the estimate comes now
+    for _ in range(6):  # the first wave (one call of 2 tiles), then two more: the estimate
+        progress.update()
     err = capsys.readouterr().err
     assert "photo.jpg: 10 tiles of 48 (overlap 8, 2 per call, 1 at once), bf16: about" in err

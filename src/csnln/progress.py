@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from .inference import Plan
 
 #: Seconds between the plain lines written when stderr is not a terminal.
 LINE_INTERVAL_S = 30.0
@@ -131,3 +134,72 @@ def progress(
             **tqdm_options,
         )
     return LineProgress(total=total, desc=desc, unit=unit, leave=leave, initial=initial)
+
+
+class TileProgress:
+    """The inner progress bar (the tiles of the current image, when several) and, for a long
+    image, one line with its plan and the time it will take.
+
+    The time is measured on the waves of calls (the tiles that all streams run at once) after
+    the first, two of them or 5 % of the calls: the first calls also pick and cache the
+    kernels, and timed alone they made the estimate 1.5-2.5x too high.
+    ``benchmarks/estimate.py`` compares it with the real time.
+    """
+
+    #: Jobs estimated to take longer than this get the plan line.
+    LONG_JOB_S = 10.0
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self.name = ""
+        self.bar: Any = None
+        self.plan: Plan | None = None
+        self.done = 0
+        self.started = 0.0
+        self.first_wave_at = 0.0
+        #: The last estimate printed (seconds for the whole image), for benchmarks and tests.
+        self.estimate: float | None = None
+
+    def start(self, plan: Plan) -> None:
+        self.plan, self.done, self.started = plan, 0, time.perf_counter()
+        self.first_wave_at, self.estimate = 0.0, None
+        if self.enabled and plan.calls > 1:
+            self.bar = progress(
+                total=plan.calls, unit="tile", leave=False, desc=self.name, position=1
+            )
+
+    def update(self) -> None:
+        self.done += 1
+        plan = self.plan
+        wave = min(plan.batch * plan.streams, plan.calls) if plan is not None else 0
+        if plan is not None and plan.calls > 1 and self.done == wave:
+            self.first_wave_at = time.perf_counter()
+        # Measured from the end of the first wave over two more, or 5 % of the calls.
+        until = max(3 * wave, plan.calls // 20) if plan is not None else 0
+        if plan is not None and plan.calls > until and self.done == until:
+            now = time.perf_counter()
+            per_tile = (now - self.first_wave_at) / (until - wave)
+            estimate = now - self.started + per_tile * (plan.calls - self.done)
+            self.estimate = estimate
+            if estimate > self.LONG_JOB_S:
+                tiles = f"{plan.calls} tiles of {plan.tile}" if plan.tile else f"{plan.calls} calls"
+                tqdm.write(
+                    f"{self.name}: {tiles} (overlap {plan.overlap}, {plan.batch} per call, "
+                    f"{plan.streams} at once), "
+                    f"{plan.precision}: about {duration(estimate)}",
+                    file=sys.stderr,
+                )
+        if self.bar is not None:
+            self.bar.update()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        self.plan = None
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -50,10 +49,9 @@ from ..imageio import SUPPORTED_EXTENSIONS, ImageReadError, check_writable, expa
 from ..models.descriptor import describe
 from ..models.network import MIN_INPUT_SIZE
 from ..models.official import CheckpointError
-from ..progress import progress
+from ..progress import TileProgress, progress
 from ..upscaling import (
     NoBundledModelError,
-    UpscalePlan,
     comparison_path,
     default_output_path,
     is_earlier_output,
@@ -168,75 +166,6 @@ def _error(message: object) -> None:
 
 def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
     tqdm.write(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
-
-
-class _TileProgress:
-    """The inner progress bar (the tiles of the current image, when several) and, for a long
-    image, one line with its plan and the time it will take.
-
-    The time is measured on the waves of calls (the tiles that all streams run at once) after
-    the first, two of them or 5 % of the calls: the first calls also pick and cache the
-    kernels, and timed alone they made the estimate 1.5-2.5x too high.
-    ``benchmarks/estimate.py`` compares it with the real time.
-    """
-
-    #: Jobs estimated to take longer than this get the plan line.
-    LONG_JOB_S = 10.0
-
-    def __init__(self, *, enabled: bool) -> None:
-        self.enabled = enabled
-        self.name = ""
-        self.bar: Any = None
-        self.plan: UpscalePlan | None = None
-        self.done = 0
-        self.started = 0.0
-        self.first_wave_at = 0.0
-        #: The last estimate printed (seconds for the whole image), for benchmarks and tests.
-        self.estimate: float | None = None
-
-    def start(self, plan: UpscalePlan) -> None:
-        self.plan, self.done, self.started = plan, 0, time.perf_counter()
-        self.first_wave_at, self.estimate = 0.0, None
-        if self.enabled and plan.calls > 1:
-            self.bar = progress(
-                total=plan.calls, unit="tile", leave=False, desc=self.name, position=1
-            )
-
-    def update(self) -> None:
-        self.done += 1
-        plan = self.plan
-        wave = min(plan.batch * plan.streams, plan.calls) if plan is not None else 0
-        if plan is not None and plan.calls > 1 and self.done == wave:
-            self.first_wave_at = time.perf_counter()
-        # Measured from the end of the first wave over two more, or 5 % of the calls.
-        until = max(3 * wave, plan.calls // 20) if plan is not None else 0
-        if plan is not None and plan.calls > until and self.done == until:
-            now = time.perf_counter()
-            per_tile = (now - self.first_wave_at) / (until - wave)
-            estimate = now - self.started + per_tile * (plan.calls - self.done)
-            self.estimate = estimate
-            if estimate > self.LONG_JOB_S:
-                tiles = f"{plan.calls} tiles of {plan.tile}" if plan.tile else f"{plan.calls} calls"
-                tqdm.write(
-                    f"{self.name}: {tiles} (overlap {plan.overlap}, {plan.batch} per call, "
-                    f"{plan.streams} at once), "
-                    f"{plan.precision}: about {_duration(estimate)}",
-                    file=sys.stderr,
-                )
-        if self.bar is not None:
-            self.bar.update()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-        self.plan = None
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _gather_inputs(patterns: list[str], *, speak: bool = True) -> tuple[list[Path], int]:
@@ -433,7 +362,7 @@ def _run(args: argparse.Namespace, info: DistInfo | None) -> int:
     images = progress(
         total=len(jobs), unit="image", enabled=not args.no_progress and len(jobs) > 1
     )
-    tiles = _TileProgress(enabled=not args.no_progress)
+    tiles = TileProgress(enabled=not args.no_progress)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
