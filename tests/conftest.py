@@ -39,8 +39,8 @@ def stub_torchvision() -> None:
     """spandrel imports torchvision for two architectures of its own (LaMa, RestoreFormer);
     PyPI's torchvision does not import beside the CPU torch these tests run on, so where it
     is missing the two names they import are stubbed (CSNLN never uses them)."""
-    if importlib.util.find_spec("torchvision") is not None:
-        return
+    if "torchvision" in sys.modules or importlib.util.find_spec("torchvision") is not None:
+        return  # the real one, or the stub already
     functional = types.ModuleType("torchvision.transforms.functional")
     functional.InterpolationMode = enum.Enum("InterpolationMode", "NEAREST BILINEAR BICUBIC")  # type: ignore[attr-defined]
 
