@@ -6,7 +6,9 @@ apart, on the test sets, as `csnln eval` runs the bundled model (its tile plan, 
     python benchmarks/model_selection.py CKPT ... --sets Set5      # a quicker look
 
 The choice is made on the split (mean PSNR over its ten images, Y, the scale's pixels
-cropped); the test sets are printed beside it only to report what the choice changes. Needs
+cropped); the test sets are printed beside it only to report what the choice changes. The
+checkpoints run as `csnln eval` runs a checkpoint file (float32, the generic CPU tile plan: a
+file has no measured plan), all in the same plan. Needs
 ../shared. Writes benchmarks/results/model_selection_x<scale>.md.
 """
 
@@ -62,7 +64,8 @@ def main() -> int:
             "",
             f"`python benchmarks/model_selection.py {' '.join(args.checkpoints)}`, {stamp}, "
             f"at {head_commit()}. PSNR (dB, Y, {scale} pixels cropped), `csnln eval`'s "
-            "options (the bundled tile plan, float32). Chosen on the split: "
+            "options for a checkpoint file (float32, the generic CPU plan). Chosen on the "
+            "split: "
             f"`{chosen}`.",
             "",
             "| checkpoint | validation split (10 training images) | "

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Reproduce the bundled `small` weights of one scale: the chain of runs that made them, each
 # from its own config.yaml (the resolved config of the run, as it ran), into runs/reproduce/.
-# Each run starts from the final weights of the one before (the shipped chain started from
-# those too; csnln's x2 and x4 runs validated on Set5 and no run's start was a step picked on
-# it but the last x2 cosine's step 8,000, now replaced by its final step).
+# Each run starts from the final weights of the one before (so did the shipped chain: in each
+# of its runs the best Set5 step was the last), validating on the validation split of
+# csnln.data.splits; the x2 chain's last run ships its best step on that split
+# (best.safetensors: step 8,000 of 9,000), x3 and x4 their last.
 #
 #   bash trained/reproduce.sh 2      # x2: 4 runs, 49,000 steps (about 5 h on 2 CPU cores)
 #   bash trained/reproduce.sh 3      # x3 from the bundled x2: 2 runs (about 4 h)
@@ -13,11 +14,13 @@
 set -euo pipefail
 scale=${1:?usage: bash trained/reproduce.sh 2|3|4}
 out=runs/reproduce
+split=$(python -c 'import json; from csnln.data.splits import validation_files as v
+print(json.dumps(v("../shared/data/train")))')
 run() {  # run NAME INIT [key=value ...]: trained/NAME/config.yaml into runs/reproduce/NAME
     local name=$1 init=$2
     shift 2
     csnln train "trained/$name/config.yaml" "output_dir=$out/$name" "model.init=$init" \
-        val.dirs=[] "$@" --resume
+        "val.dirs=$split" "$@" --resume
 }
 case $scale in
 2)
@@ -25,7 +28,7 @@ case $scale in
     run campaign_wide_x2 "$out/wide_x2_f64d1/final.safetensors"
     run campaign2_wide_x2 "$out/campaign_wide_x2/final.safetensors"
     run campaign3_wide_x2 "$out/campaign2_wide_x2/final.safetensors" train.steps=9000
-    echo "x2: $out/campaign3_wide_x2/final.safetensors" ;;
+    echo "x2: $out/campaign3_wide_x2/best.safetensors (its best step on the split)" ;;
 3)
     # The shipped chain stopped its first run at step 18,000 of its 20,000-step cosine.
     run wide_x3_f64d1 src/csnln/weights/csnln_small_x2.safetensors
