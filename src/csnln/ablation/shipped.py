@@ -224,8 +224,12 @@ def _comparisons(
             if not a or not b:
                 cells.append("")
                 continue
+            delta = statistics.fmean(a) - statistics.fmean(b)
+            if min(len(a), len(b)) < 2:
+                cells.append(f"{delta:+.3f} (one seed)")
+                continue
             spread = max(max(a) - min(a), max(b) - min(b)) / 2
-            cells.append(f"{statistics.fmean(a) - statistics.fmean(b):+.3f} (± {spread:.3f})")
+            cells.append(f"{delta:+.3f} (± {spread:.3f})")
         equal_time = ""
         if ref_curve and variant in costs:
             curve = [(step * costs[variant], p) for step, p in _mean_curve(runs)]
