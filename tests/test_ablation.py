@@ -556,3 +556,22 @@ def test_attention_study_report(tmp_path: Path, data: tuple[str, Path]) -> None:
     assert (out / budget.name / "attention_cost_B100.png").is_file()
     with pytest.raises(FileExistsError):
         write_attention_report("attention", budget, out, timing=False)
+
+
+def test_step_costs_take_turns_and_ignore_one_slow_round() -> None:
+    """Step costs are the median of rounds in which the variants take turns: a clock that
+    jumps once (the machine busy for a moment) moves no variant's figure."""
+    from csnln.ablation.cost import step_costs
+
+    variants = [REFERENCE.resolved(TINY), Variant(branches=("local",)).resolved(TINY)]
+    ticks = {"now": 0.0, "calls": 0}
+
+    def clock() -> float:
+        ticks["calls"] += 1
+        ticks["now"] += 1000.0 if ticks["calls"] == 12 else 1.0
+        return ticks["now"]
+
+    costs = step_costs(variants, TINY, torch.device("cpu"), clock, rounds=5, timed_steps=2)
+    # every timed block reads the clock twice: 1 s apart, over 2 steps
+    assert costs == {variants[0]: 0.5, variants[1]: 0.5}
+    assert ticks["calls"] == 2 * len(variants) * (5 + 1)

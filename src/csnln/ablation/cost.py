@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -151,6 +152,32 @@ def step_seconds(
     return (clock() - began) / timed_steps
 
 
+def step_costs(
+    variants: Sequence[Variant],
+    budget: Budget,
+    target: torch.device,
+    clock: Callable[[], float],
+    *,
+    rounds: int = 5,
+    timed_steps: int = 8,
+) -> dict[Variant, float]:
+    """Seconds per training step of each variant: the median of ``rounds`` rounds of
+    ``timed_steps`` steps, the variants taking turns within each round, so that a slow
+    moment of the machine (another process, a frequency change) touches every variant
+    alike rather than one of them. One untimed round first (set-up, allocator warm-up)."""
+    networks = {}
+    for variant in variants:
+        torch.manual_seed(0)
+        networks[variant] = variant.network(budget).to(target)
+    for network in networks.values():
+        step_seconds(network, budget, target, clock, 1)
+    samples: dict[Variant, list[float]] = {v: [] for v in variants}
+    for _ in range(rounds):
+        for variant, network in networks.items():
+            samples[variant].append(step_seconds(network, budget, target, clock, timed_steps))
+    return {v: statistics.median(s) for v, s in samples.items()}
+
+
 def estimate_cost(
     runs: Sequence[tuple[Variant, int]],
     budget: Budget,
@@ -230,8 +257,6 @@ def estimate_cost(
     return CostEstimate(budget=budget, clock=clock_name, variants=costs)
 
 
-
-
 def mflop_per_pixel(model: CSNLN, size: int) -> float:
     """Forward MFLOP per LR pixel on a ``size`` x ``size`` input (convolutions and matmuls,
     as torch's FLOP counter counts them: a multiply-add is 2 FLOP)."""
@@ -261,5 +286,3 @@ def seconds_per_image(model: CSNLN, folder: str, budget: Budget, repeats: int = 
             upscaler(lr)
         best = min(best, time.perf_counter() - began)
     return best / len(images)
-
-

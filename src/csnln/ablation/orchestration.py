@@ -26,7 +26,6 @@ def _check_data(train_dirs: Sequence[str], eval_sets: Sequence[str]) -> None:
     _check_benchmarks(eval_sets)
 
 
-
 def run_study(
     studies: str | Sequence[str],
     budget: Budget,
@@ -94,5 +93,3 @@ def load_results(out: PathArg, budget: Budget, study: str) -> dict[Variant, list
             if path.is_file():
                 found[variant].append(RunResult.from_json(json.loads(path.read_text())))
     return found
-
-

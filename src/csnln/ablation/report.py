@@ -16,9 +16,10 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_write
-from .cost import _clock, mflop_per_pixel, seconds_per_image, step_seconds
+from .cost import _clock, mflop_per_pixel, seconds_per_image
+from .cost import step_costs as measure_step_costs
 from .orchestration import load_results
-from .runs import RunResult
+from .runs import RunResult, refuse_to_replace
 from .studies import EVAL_SETS, REFERENCE, SCALE, STUDIES, Budget, Variant
 
 log = logging.getLogger("csnln.ablation")
@@ -83,10 +84,7 @@ def write_report(
     images are timed). An existing report is replaced only with ``overwrite=True``
     (``FileExistsError`` otherwise): the reports in a project are results."""
     target = Path(out) / budget.name / f"{study}.md"
-    if target.exists() and not overwrite:
-        raise FileExistsError(
-            f"{target} exists: not rewritten (give --overwrite to replace it, or --out DIR)"
-        )
+    refuse_to_replace(target, overwrite)
     from ..plots import line_chart, scatter_chart
 
     question, _, option = STUDIES[study]
@@ -235,8 +233,9 @@ def _equal_time(
     step_costs: dict[Variant, float] | None = None,
 ) -> tuple[list[str], dict[str, list[tuple[float, float]]]]:
     """The width study at equal training time: each variant's step cost measured here (CPU
-    time, one variant after the other), its validation curve put on that time axis, and each
-    variant compared with the reference at the time the cheaper of the two finished.
+    time, the variants taking turns, median of rounds), its validation curve put on that
+    time axis, and each variant compared with the reference at the time the cheaper of the
+    two finished.
     ``step_costs``: seconds per step given instead of measured."""
     from ..device import resolve_device
 
@@ -246,17 +245,12 @@ def _equal_time(
     costs: dict[Variant, float] = {}
     curves: dict[Variant, list[tuple[float, float]]] = {}
     only_end: list[str] = []
-    if step_costs is None:  # one untimed round first: the first variant timed paid set-up
-        step_seconds(REFERENCE.resolved(budget).network(budget), budget, target, clock, 2)
-    for variant, runs in found.items():
-        if not runs:
-            continue
-        if step_costs is not None:  # given (tests)
-            costs[variant] = step_costs[variant]
-        else:
-            torch.manual_seed(0)
-            network = variant.network(budget)
-            costs[variant] = step_seconds(network, budget, target, clock, timed_steps=8)
+    finished = [v for v, runs in found.items() if runs]
+    # given: tests; measured: the variants taking turns (cost.step_costs)
+    measured = step_costs or measure_step_costs(finished, budget, target, clock)
+    for variant in finished:
+        runs = found[variant]
+        costs[variant] = measured[variant]
         curves[variant] = [(step * costs[variant] / 60, p) for step, p in _mean_curve(runs)]
         # A curve validated as the final evaluation ends on the final Set5 score; one that
         # does not (runs validated with other tiles before the budget changed) cannot be
@@ -274,7 +268,8 @@ def _equal_time(
             [
                 "The same runs on a time axis: each variant's training step (batch",
                 f"{budget.batch}, LR patch {budget.patch}, {budget.precision}) timed here in",
-                f"{clock_name} time, one variant after the other, times the steps. Each",
+                f"{clock_name} time (the variants taking turns, median of 5 rounds) times",
+                "the steps. Each",
                 "variant is compared with the reference at the time the cheaper of the two",
                 "finished, both read off their Set5 validation curves (mean of seeds, linear",
                 "between validations). Read with care: a curve read before its end is not",
@@ -364,4 +359,3 @@ def _unroll_grid(
                 cells.append(f"**{cell}**" if d == variant.depth and cell else cell)
             lines.append(f"| {variant.depth} | " + " | ".join(cells) + " |")
     return lines
-

@@ -316,3 +316,15 @@ def _check_benchmarks(eval_sets: Sequence[str]) -> None:
     for folder in eval_sets:
         if not Path(folder).exists():
             raise FileNotFoundError(f"benchmark folder {folder} not found (give --benchmarks)")
+
+
+def refuse_to_replace(report: Path, overwrite: bool) -> None:
+    """A study's report is a result: it is replaced only when asked.
+
+    Raises:
+        FileExistsError: ``report`` exists and ``overwrite`` is false.
+    """
+    if report.exists() and not overwrite:
+        raise FileExistsError(
+            f"{report} exists: not rewritten (give --overwrite to replace it, or --out DIR)"
+        )

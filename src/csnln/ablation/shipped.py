@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_write
-from .cost import _clock, mflop_per_pixel, seconds_per_image, step_seconds
+from .cost import _clock, mflop_per_pixel, seconds_per_image, step_costs
 from .orchestration import load_results
 from .report import _at, _mean_curve
-from .runs import RunResult
+from .runs import RunResult, refuse_to_replace
 from .studies import REFERENCE, Budget, Variant
 
 PathArg = str | PathLike[str]
@@ -91,10 +91,7 @@ def write_attention_report(
 
     folder = Path(out) / budget.name
     target = folder / "attention.md"
-    if target.exists() and not overwrite:
-        raise FileExistsError(
-            f"{target} exists: not rewritten (give --overwrite to replace it, or --out DIR)"
-        )
+    refuse_to_replace(target, overwrite)
     found = load_results(out, budget, "attention")
     sets = list(budget.eval_sets)
     lines = [
@@ -119,6 +116,8 @@ def write_attention_report(
     target_device = torch.device("cpu")
     clock = _clock(target_device)
     set5 = str(Path(benchmarks) / "Set5") if benchmarks is not None else ""
+    if timing:
+        costs = step_costs([v for v, runs in found.items() if runs], budget, target_device, clock)
     for variant, runs in found.items():
         network = variant.network(budget).eval()
         mflop = mflop_per_pixel(network, budget.eval_tile)
@@ -130,9 +129,6 @@ def write_attention_report(
             weights = folder / "runs" / variant.key / f"seed{runs[0].seed}" / "final.safetensors"
             model = load_model(weights)
             seconds = f"{seconds_per_image(model, set5, budget):.2f}"
-        if runs and timing:
-            torch.manual_seed(0)
-            costs[variant] = step_seconds(variant.network(budget), budget, target_device, clock, 8)
         cells = [_cell(runs, s) for s in sets]
         lines.append(
             f"| {_name(variant, budget)} | {params:,} | {mflop:.2f} | {seconds} | {len(runs)} | "
