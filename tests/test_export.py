@@ -111,3 +111,25 @@ def test_csnln_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "exists" in capsys.readouterr().err
     assert main(["export", "small"]) == 2  # a bundled name needs its scale
     assert main(["export", str(checkpoint), "-o", str(tmp_path / "x.onx")]) == 2
+
+
+@pytest.mark.parametrize(
+    ("branches", "fusion"),
+    [
+        (("local",), "projection"),
+        (("local", "in_scale"), "concat"),
+        (("cross_scale",), "projection"),
+    ],
+)
+def test_the_papers_branch_options_export_too(
+    tmp_path: Path, branches: tuple[str, ...], fusion: str
+) -> None:
+    """The attention study's variants (a cell without some attention) are CSNLN
+    configurations a user may ship: they export and verify like the bundled cell."""
+    torch.manual_seed(0)
+    model = csnln.CSNLN(2, n_feats=8, depth=1, branches=branches, fusion=fusion).eval()
+    report = export_onnx(model, tmp_path / "variant.onnx", tile=24)
+    assert report.max_abs_difference <= 1e-4
+    x = torch.rand(2, 3, 24, 24)
+    with torch.no_grad():
+        assert (OnnxModel(report.path)(x) - model(x)).abs().max().item() < 1e-4

@@ -88,3 +88,31 @@ def test_install_adds_csnln_to_the_main_registry() -> None:
         csnln_spandrel.install()
     described = spandrel.ModelLoader().load_from_file(csnln.zoo.bundled_models()["small"][2])
     assert described.architecture.id == "CSNLN"
+
+
+@pytest.mark.parametrize(
+    ("branches", "fusion"),
+    [
+        (("local",), "projection"),
+        (("in_scale", "cross_scale"), "concat"),
+        (("cross_scale",), "projection"),
+        (("local", "cross_scale"), "projection"),
+    ],
+)
+def test_the_papers_branch_options_are_told_apart(
+    loader: spandrel.ModelLoader, tmp_path: Path, branches: tuple[str, ...], fusion: str
+) -> None:
+    """A cell without some attention (the attention study's variants, e.g. local only made
+    wider) loads as the configuration it is, from its tensors alone."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = csnln.CSNLN(3, n_feats=12, depth=2, branches=branches, fusion=fusion).eval()
+    path = tmp_path / "variant.safetensors"
+    save_file(model.state_dict(), path)
+    described = loader.load_from_file(path)
+    assert described.scale == 3 and "+".join(branches) in described.tags
+    assert described.model.config == model.config
+    x = torch.rand(1, 3, 20, 22)
+    with torch.no_grad():
+        assert (described(x) - model(x).clamp(0, 1)).abs().max().item() < 1e-5

@@ -1,7 +1,8 @@
 """Small charts as PNG files, drawn with Pillow (no plotting library needed).
 
 :func:`line_chart`: one line per series (validation PSNR against training steps);
-:func:`scatter_chart`: one labelled point per variant (final PSNR against cost).
+:func:`scatter_chart`: one labelled point per variant (final PSNR against cost);
+:func:`cloud_chart`: many unlabelled points per series (one per image).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .atomic import atomic_write
 
-__all__ = ["COLOURS", "line_chart", "scatter_chart"]
+__all__ = ["COLOURS", "cloud_chart", "line_chart", "scatter_chart"]
 
 #: Series colours, in order (matplotlib's first ten).
 COLOURS = [
@@ -175,5 +176,48 @@ def scatter_chart(
             fill=colour,
             font=axes.font,
         )
+        legend_y += 16
+    return _save(image, out)
+
+
+def cloud_chart(
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    out: str | PathLike[str],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    refs: Mapping[str, float] | None = None,
+    size: tuple[int, int] = (900, 520),
+) -> Path:
+    """Every (x, y) point of every series as a small dot, one colour per series, the legend
+    on the right with each series' point count; ``refs`` are horizontal reference lines.
+    Written atomically; returns ``out``."""
+    refs = dict(refs or {})
+    points = [p for s in series.values() for p in s]
+    if not points:
+        raise ValueError("nothing to plot: every series is empty")
+    xs = [x for x, _ in points]
+    pad_x = 0.04 * (max(xs) - min(xs) or 1.0)
+    ys = [y for _, y in points] + list(refs.values())
+    pad_y = 0.04 * (max(ys) - min(ys) or 1.0)
+    image = Image.new("RGB", size, "white")
+    axes = _Axes(ImageDraw.Draw(image), size, (min(xs) - pad_x, max(xs) + pad_x), _range(ys, pad_y))
+    axes.frame(title, x_label, y_label, ".3g")
+    d = axes.draw
+    width = size[0]
+    for name, value in refs.items():
+        _, py = axes.xy(axes.x0, value)
+        d.line([axes.left, py, width - axes.right, py], fill=(150, 150, 150), width=1)
+        d.text((width - axes.right + 8, py - 6), f"{name} {value:.2f}", fill=(90, 90, 90))
+    legend_y = axes.top + 160
+    for i, (name, cloud) in enumerate(series.items()):
+        colour = COLOURS[i % len(COLOURS)]
+        for x, y in cloud:
+            if math.isfinite(x) and math.isfinite(y):
+                px, py = axes.xy(x, y)
+                d.ellipse([px - 3, py - 3, px + 3, py + 3], outline=colour, width=1)
+        label = f"{name} ({len(cloud)})"
+        d.text((width - axes.right + 8, legend_y), label, fill=colour, font=axes.font)
         legend_y += 16
     return _save(image, out)

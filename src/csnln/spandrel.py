@@ -50,7 +50,7 @@ try:
     from spandrel.util import KeyCondition
 except ImportError as exc:  # pragma: no cover - said to the user
     raise ImportError(
-        f"csnln.spandrel needs spandrel ({exc.name} is missing): pip install \"csnln[spandrel]\""
+        f'csnln.spandrel needs spandrel ({exc.name} is missing): pip install "csnln[spandrel]"'
     ) from None
 
 __all__ = ["ARCH_SUPPORTS", "CSNLNArch", "OfficialCSNLNArch", "install", "registry"]
@@ -64,14 +64,21 @@ SUPPORTS_HALF = True
 SUPPORTS_BFLOAT16 = True
 
 
+#: The kernel of the SEM cell's strided conv back to the LR grid, per scale (csnln.models.sem).
+_SCALE_OF_KERNEL = {6: 2, 9: 3, 8: 4}
+
+
 def _csnln_config(state: StateDict) -> dict[str, Any]:
     """Scale, n_feats, depth, branches and fusion of a csnln state dict, from its tensors."""
     n_feats = int(state["head.0.conv.weight"].shape[0])
     depth = int(state["tail.weight"].shape[1]) // n_feats
-    if "cell.projection2.upsample.conv.weight" in state:
-        scale = 4
-    else:
-        scale = 3 if state["cell.projection.upsample.conv.weight"].shape[-1] == 9 else 2
+    # Every cell has the strided conv back to the LR grid, whichever branches it has.
+    kernel = int(state["cell.output_down.conv.weight"].shape[-1])
+    if kernel not in _SCALE_OF_KERNEL:
+        raise ValueError(
+            f"a csnln state dict with a {kernel}x{kernel} output_down: no scale has it"
+        )
+    scale = _SCALE_OF_KERNEL[kernel]
     keys = set(state)
     subsets = [c for k in (3, 2, 1) for c in itertools.combinations(BRANCHES, k)]
     for branches, fusion in itertools.product(subsets, ("projection", "concat")):
@@ -115,7 +122,7 @@ class CSNLNArch(Architecture[CSNLN]):  # type: ignore[misc]
                 "add_mean.weight",
                 "head.0.conv.weight",
                 "head.1.conv.weight",
-                "cell.projection.upsample.conv.weight",
+                "cell.output_down.conv.weight",
                 "tail.weight",
             ),
         )
