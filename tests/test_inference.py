@@ -118,6 +118,23 @@ def test_auto_plan_whole_when_small_tiles_when_large_on_cpu() -> None:
     assert small_budget.plan(64, 64).tile is None  # an explicit choice is respected
 
 
+def test_a_local_only_cell_runs_whole_when_it_fits_and_tiles_when_not_on_cpu() -> None:
+    """Without attention the work per pixel does not grow with the piece: tiles smaller than
+    the memory allows only add overlap, so the CPU plan is the GPU's (whole when it fits)."""
+    local = csnln.CSNLN(2, n_feats=8, depth=1, branches=("local",))
+    assert not local.descriptor.quadratic_cost and csnln.CSNLN(2).descriptor.quadratic_cost
+    assert Upscaler(local, max_memory="8GB", device="cpu").plan(512, 384).tile is None
+    budget = local.descriptor.memory(200, 200)
+    tiled = Upscaler(local, max_memory=budget, device="cpu").plan(512, 384)
+    assert tiled.tile is not None and tiled.tile < 200 and tiled.needed <= tiled.budget
+    x = torch.rand(1, 3, 40, 44)
+    with torch.no_grad():  # whole and tiled agree but at the seams (zero padding at a tile's
+        whole = Upscaler(local, tile=None)(x)  # edge reaches into the blended overlap)
+        pieces = Upscaler(local, tile=24, tile_overlap=16)(x)
+    assert (whole - pieces).abs().max().item() < 5e-3
+    assert (whole - pieces).abs().mean().item() < 1e-3
+
+
 def test_memory_model() -> None:
     model = csnln.CSNLN(4)
     assert estimate_memory(model, 64, 64) < estimate_memory(model, 128, 128)

@@ -236,7 +236,9 @@ def _choose_tiling(request: _Request, budget: int | None) -> Plan:
     fit = fit_tile(request, budget)
     h, w = request.h, request.w
     fits_whole = descriptor.memory(h * request.images, w) <= budget
-    if device.type != "cpu" or preferred is None:  # a GPU: whole when it fits
+    # A GPU, or a model whose work per pixel does not grow with the piece (no attention):
+    # whole when it fits, else the largest tiles that fit.
+    if device.type != "cpu" or preferred is None or not descriptor.quadratic_cost:
         if fits_whole:
             return Plan(tile=None, overlap=default_overlap(options, 0))
         overlap = default_overlap(options, DEFAULT_OVERLAP, fit)

@@ -52,6 +52,9 @@ class ModelDescriptor:
     as ``memory_per_pixel * h * w + memory_constant`` (an upper bound, measured by
     ``benchmarks/memory_model.py``). ``tile_plan``: the CPU tile plan measured best for this
     model's weights (``benchmarks/tile_plan.py``), None when nobody measured it.
+    ``quadratic_cost``: its work per pixel grows with the piece it sees (non-local
+    attention), so on a CPU tiles smaller than the memory allows are faster; without it (a
+    local-only CSNLN cell) the runner runs whole images when they fit, tiles when not.
     """
 
     scale: int
@@ -61,6 +64,7 @@ class ModelDescriptor:
     memory_per_pixel: int = 0
     memory_constant: int = 0
     tile_plan: TilePlan | None = None
+    quadratic_cost: bool = True
 
     def memory(self, h: int, w: int) -> int:
         """Estimated peak bytes of one call on ``h x w`` LR pixels (all images of a batch)."""

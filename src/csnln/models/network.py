@@ -229,6 +229,7 @@ class CSNLN(nn.Module):
             memory_per_pixel=per_pixel * max(self.n_feats, 128) // 128,
             memory_constant=constant,
             tile_plan=self.tile_plan,
+            quadratic_cost=bool({"in_scale", "cross_scale"} & set(self.config.branches)),
         )
 
     @classmethod
