@@ -10,17 +10,36 @@
 #   bash trained/reproduce.sh 3      # x3 from the bundled x2: 2 runs (about 4 h)
 #   bash trained/reproduce.sh 4      # x4 from the x2 chain: 2 runs (about 2.5 h)
 #
+# Config overrides after the scale apply to every run of the chain, into
+# runs/reproduce-<overrides>/; x3 then starts from that folder's x2, not the bundled one. The
+# chain of another CSNLN configuration, e.g. local only at the bundled cell's cost (the
+# attention study, docs/ablations.md):
+#
+#   bash trained/reproduce.sh 2 model.n_feats=86 'model.branches=[local]'
+#   bash trained/reproduce.sh 3 model.n_feats=86 'model.branches=[local]'
+#
 # Needs ../shared/data/train. Stopped runs continue where they stopped on a second call.
 set -euo pipefail
-scale=${1:?usage: bash trained/reproduce.sh 2|3|4}
+scale=${1:?usage: bash trained/reproduce.sh 2|3|4 [key=value ...]}
+shift
+overrides=("$@")
 out=runs/reproduce
+x2_weights=src/csnln/weights/csnln_small_x2.safetensors
+if [ ${#overrides[@]} -gt 0 ]; then
+    out=runs/reproduce-$(printf '%s_' "${overrides[@]}" | tr -c 'A-Za-z0-9._=-' '_' | sed 's/_*$//')
+    x2_weights=$out/campaign3_wide_x2/best.safetensors
+    if [ "$scale" = 3 ] && [ ! -f "$x2_weights" ]; then
+        echo "x3 with overrides starts from their x2: run 'bash trained/reproduce.sh 2 $*' first" >&2
+        exit 2
+    fi
+fi
 split=$(python -c 'import json; from csnln.data.splits import validation_files as v
 print(json.dumps(v("../shared/data/train")))')
 run() {  # run NAME INIT [key=value ...]: trained/NAME/config.yaml into runs/reproduce/NAME
     local name=$1 init=$2
     shift 2
     csnln train "trained/$name/config.yaml" "output_dir=$out/$name" "model.init=$init" \
-        "val.dirs=$split" "$@" --resume
+        "val.dirs=$split" "$@" ${overrides[@]+"${overrides[@]}"} --resume
 }
 case $scale in
 2)
@@ -31,7 +50,7 @@ case $scale in
     echo "x2: $out/campaign3_wide_x2/best.safetensors (its best step on the split)" ;;
 3)
     # The shipped chain stopped its first run at step 18,000 of its 20,000-step cosine.
-    run wide_x3_f64d1 src/csnln/weights/csnln_small_x2.safetensors
+    run wide_x3_f64d1 "$x2_weights"
     run campaign_wide_x3 "$out/wide_x3_f64d1/final.safetensors"
     echo "x3: $out/campaign_wide_x3/final.safetensors" ;;
 4)
