@@ -18,7 +18,8 @@ Printed and written: Spearman's rank correlation of each gain with recurrence an
 content, the partial correlation of gain and recurrence with edge content held fixed, each
 set apart (recurrence is not comparable between sets of different image sizes), and, where
 both seeds exist, how well the per-image gains of seed 0 and seed 1 agree (if they do not,
-per-image gains are noise and no property can explain them).
+per-image gains are noise and no property can explain them), and how much one image's PSNR
+moves between two seeds of one network, next to the spread of the gains.
 
     python benchmarks/attention_recurrence.py   # -> benchmarks/results/attention_recurrence.md
                                                 #    docs/attention_recurrence.png
@@ -143,6 +144,41 @@ def partial(r_xy: float, r_xz: float, r_yz: float) -> float:
     return (r_xy - r_xz * r_yz) / math.sqrt((1 - r_xz**2) * (1 - r_yz**2))
 
 
+def _seed_noise(networks: dict[str, list[RunResult]]) -> list[str]:
+    """How much one image's PSNR moves between two seeds of the same network (seed 1 minus
+    seed 0), next to how much the per-image gain of LIC over L spreads (seed 0): if the two
+    spreads are alike, a per-image gain says little about the image."""
+    rows = []
+    for dataset in SETS:
+        cell = [r for r in networks["LIC"] if r.seed == 0]
+        local = [r for r in networks.get("L", []) if r.seed == 0]
+        gains = [g for _, g in per_image_gains(cell, local, dataset)] if local else []
+        for name, runs in networks.items():
+            by_seed = {r.seed: r for r in runs}
+            if not {0, 1} <= set(by_seed):
+                continue
+            noise = [g for _, g in per_image_gains([by_seed[1]], [by_seed[0]], dataset)]
+            spread = f"{statistics.stdev(gains):.3f}" if len(gains) > 1 else ""
+            rows.append(
+                f"| {dataset} | {name} | {statistics.fmean(noise):+.3f} | "
+                f"{statistics.stdev(noise):.3f} | {statistics.median(map(abs, noise)):.3f} | "
+                f"{spread} |"
+            )
+    if not rows:
+        return ["", "Seed noise per image: not measured yet (no network has seeds 0 and 1)."]
+    return [
+        "",
+        "How much does one image move from seed to seed? Per image, seed 1 minus seed 0 of the",
+        "same network: its mean (the set's seed difference), standard deviation and median",
+        "absolute value over the images, next to the standard deviation of the per-image gain",
+        "LIC − L (seed 0).",
+        "",
+        "| set | network | mean | std | median abs | std of LIC − L |",
+        "|---|---|---:|---:|---:|---:|",
+        *rows,
+    ]
+
+
 def main() -> int:
     budget = BUDGETS["bundled"]
     cell = _runs(REFERENCE.resolved(budget))
@@ -231,6 +267,7 @@ def main() -> int:
         ]
     else:
         lines.append("Not measured yet: it needs seed 1 of LIC and of the other network.")
+    lines += _seed_noise({"LIC": cell, **others})
     out = ROOT / "docs" / "attention_recurrence.png"
     cloud_chart(
         clouds,
