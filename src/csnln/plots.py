@@ -112,7 +112,8 @@ def line_chart(
     y_range = _range([y for _, y in points] + list(refs.values()), 0.1)
     image = Image.new("RGB", size, "white")
     axes = _Axes(ImageDraw.Draw(image), size, x_range, y_range)
-    axes.frame(title, x_label, y_label, ",.0f")
+    # whole numbers for steps; decimals where the axis spans a few units (CPU-hours)
+    axes.frame(title, x_label, y_label, ",.0f" if x_range[1] >= 10 else ".2f")
     width = size[0]
     d = axes.draw
     for name, value in refs.items():
