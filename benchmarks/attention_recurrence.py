@@ -157,7 +157,8 @@ def _seed_noise(networks: dict[str, list[RunResult]]) -> list[str]:
             by_seed = {r.seed: r for r in runs}
             if not {0, 1} <= set(by_seed):
                 continue
-            noise = [g for _, g in per_image_gains([by_seed[1]], [by_seed[0]], dataset)]
+            later, first = by_seed[1].per_image[dataset], by_seed[0].per_image[dataset]
+            noise = [later[n] - first[n] for n in sorted(first)]
             spread = f"{statistics.stdev(gains):.3f}" if len(gains) > 1 else ""
             rows.append(
                 f"| {dataset} | {name} | {statistics.fmean(noise):+.3f} | "
