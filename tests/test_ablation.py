@@ -28,6 +28,7 @@ from csnln.ablation import (
     run_dir,
     run_one,
     run_study,
+    select_runs,
     study_runs,
     study_variants,
     verdict,
@@ -139,6 +140,17 @@ def test_attention_study_at_the_bundled_budget() -> None:
         ("L-projection-p3-d1", 1),
         ("L-projection-p3-d1-f86", 1),
     ]
+    # A subset in the order asked: a seed of one variant, then every seed of another.
+    chosen = select_runs(runs, ["L-projection-p3-d1-f86/seed1", "LIC-projection-p3-d1"])
+    assert [(v.key, seed) for v, seed in chosen] == [
+        ("L-projection-p3-d1-f86", 1),
+        ("LIC-projection-p3-d1", 0),
+        ("LIC-projection-p3-d1", 1),
+    ]
+    with pytest.raises(ValueError, match="no variant 'LIC'.*LIC-projection-p3-d1, "):
+        select_runs(runs, ["LIC"])
+    with pytest.raises(ValueError, match="LC-projection-p3-d1's runs: LC-projection-p3-d1/seed0$"):
+        select_runs(runs, ["LC-projection-p3-d1/seed1"])
     matched = runs[2][0]
     reference = mflop_per_pixel(REFERENCE.resolved(bundled).network(bundled), bundled.eval_tile)
     cost = mflop_per_pixel(matched.network(bundled), bundled.eval_tile)
@@ -412,6 +424,12 @@ def test_cli_quick_try_and_errors(
     table = capsys.readouterr().out
     assert "| LIC-projection-p3-d4 | 2 |" in table and "| LIC-concat-p3-d4 | 2 |" in table
     assert "fusion: 4 runs, about" in table
+    only = ["--only", "LIC-concat-p3-d4/seed1"]
+    assert main(["ablate", "fusion", "--steps", "1", "--estimate", *only, *common]) == 0
+    table = capsys.readouterr().out
+    assert "| LIC-concat-p3-d4 | 1 |" in table and "LIC-projection" not in table
+    assert main(["ablate", "fusion", "--steps", "1", "--only", "LIC-concat", *common]) == 2
+    assert "no variant 'LIC-concat' in this study" in capsys.readouterr().err
     assert (out / "small-1steps" / "fusion.md").is_file()
     assert main(["ablate", "fusion", "--steps", "0", *common]) == 2
     assert main(["ablate", "fusion", "--steps", "1", "--out", str(out), "--benchmarks",

@@ -10,7 +10,7 @@ from os import PathLike
 from pathlib import Path
 
 from .runs import RunResult, _check_benchmarks, run_dir, run_one
-from .studies import Budget, Variant, holdout_files, study_runs, study_variants
+from .studies import Budget, Variant, holdout_files, select_runs, study_runs, study_variants
 
 log = logging.getLogger("csnln.ablation")
 PathArg = str | PathLike[str]
@@ -39,19 +39,23 @@ def run_study(
     on_run: Callable[[int, int, Variant, int, str], None] | None = None,
     train: bool = True,
     train_root: PathArg | None = None,
+    only: Sequence[str] | None = None,
 ) -> list[RunResult]:
     """Train and evaluate every run of ``studies`` not finished yet (see the module doc);
     with ``train=False``, only finish the evaluations of finished runs (the unrolled models
     of the depth study) and skip the rest.
 
     ``on_run(index, total, variant, seed, state)`` is told of each run ("done", "training",
-    "busy": another process has it). Returns the results of the runs finished so far.
+    "busy": another process has it). ``only`` runs just the named runs, in that order (see
+    :func:`~csnln.ablation.studies.select_runs`). Returns the results of the runs finished so far.
     """
     names = [studies] if isinstance(studies, str) else list(studies)
     eval_sets = [str(Path(benchmarks) / name) for name in budget.eval_sets]
     holdout = holdout_files(budget, train_root)
     _check_data(train_dirs, eval_sets + holdout)
     runs = study_runs(names, budget)
+    if only:
+        runs = select_runs(runs, only)
     depth_variants = set(study_variants("depth", budget)) if "depth" in names else set()
     results = []
     for index, (variant, seed) in enumerate(runs, 1):

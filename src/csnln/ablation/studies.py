@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
@@ -245,6 +246,29 @@ def study_runs(studies: Sequence[str], budget: Budget) -> list[tuple[Variant, in
                 variants.append(v)
             seeds.setdefault(v, set()).update(variant_seeds(study, v, budget))
     return [(v, seed) for seed in budget.seeds for v in variants if seed in seeds[v]]
+
+
+def select_runs(
+    runs: Sequence[tuple[Variant, int]], only: Sequence[str]
+) -> list[tuple[Variant, int]]:
+    """The runs named in ``only``, in that order: each a variant's key (its folder name, e.g.
+    ``LIC-projection-p3-d1``: all its seeds) or a key and a seed (``LIC-projection-p3-d1/seed1``).
+    A name that is not one of ``runs`` is a ValueError naming the choices."""
+    chosen: list[tuple[Variant, int]] = []
+    for spec in only:
+        key, _, seed_part = spec.partition("/")
+        matches = [(v, s) for v, s in runs if v.key == key]
+        if not matches:
+            keys = ", ".join(dict.fromkeys(v.key for v, _ in runs))
+            raise ValueError(f"no variant {key!r} in this study; its variants: {keys}")
+        if seed_part:
+            seeds = sorted(s for _, s in matches)
+            if not re.fullmatch(r"seed\d+", seed_part) or int(seed_part[4:]) not in seeds:
+                choices = ", ".join(f"{key}/seed{s}" for s in seeds)
+                raise ValueError(f"no run {spec!r} in this study; {key}'s runs: {choices}")
+            matches = [(v, s) for v, s in matches if s == int(seed_part[4:])]
+        chosen.extend(run for run in matches if run not in chosen)
+    return chosen
 
 
 def holdout_files(budget: Budget, train_root: PathArg | None) -> list[str]:

@@ -36,6 +36,7 @@ Examples:
   csnln ablate branches --report              # the report of the runs finished so far
   csnln ablate all --estimate --threads 1     # what the full budget costs on this machine
   csnln ablate attention --budget bundled --resume --threads 1  # run two, one per core
+  csnln ablate attention --budget bundled --only L-projection-p3-d1/seed1 --estimate
   csnln ablate branches --report --out mine   # a report into another folder
 """
 
@@ -93,6 +94,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="train nothing: finish the evaluations that finished runs lack (e.g. the depth "
         "study's unrolled models), skip unfinished runs, then write the reports",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="RUN",
+        help="train only this run, in the order given (repeatable): a variant's folder name "
+        "(all its seeds, e.g. LIC-projection-p3-d1) or one seed of it "
+        "(LIC-projection-p3-d1/seed1); the report still covers every finished run",
     )
     parser.add_argument(
         "--steps",
@@ -154,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         estimate_cost,
         run_dir,
         run_study,
+        select_runs,
         study_runs,
         write_attention_report,
         write_report,
@@ -199,8 +209,18 @@ def run(args: argparse.Namespace) -> int:
             print(f"csnln ablate: {exc}", file=sys.stderr)
             return None
 
+    def chosen_runs() -> list[tuple[Variant, int]]:
+        runs = study_runs(studies, budget)
+        return select_runs(runs, args.only) if args.only else runs
+
+    try:
+        chosen_runs()
+    except ValueError as exc:
+        print(f"csnln ablate: {exc}", file=sys.stderr)
+        return 2
+
     if args.estimate:
-        cost = estimate(study_runs(studies, budget), verbose=True)
+        cost = estimate(chosen_runs(), verbose=True)
         if cost is None:
             return 2
         print(f"# Cost of `{command}` ({budget.name}: {budget.describe()})\n")
@@ -210,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     if not args.report and not args.evaluate_only:
-        runs = study_runs(studies, budget)
+        runs = chosen_runs()
         pending = [
             (v, s)
             for v, s in runs
@@ -240,6 +260,7 @@ def run(args: argparse.Namespace) -> int:
                 threads=args.threads,
                 on_run=on_run,
                 train=not args.evaluate_only,
+                only=args.only,
             )
         except KeyboardInterrupt:
             print("stopped; continue with --resume", file=sys.stderr)
