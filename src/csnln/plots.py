@@ -80,6 +80,20 @@ class _Axes:
         d.text((8, self.top - 16), y_label, fill="black", font=self.font)
         d.text((width // 2 - 60, height - 18), x_label, fill="black", font=self.font)
 
+    def reference_lines(self, refs: Mapping[str, float]) -> None:
+        """Horizontal grey lines across the plot, each named at the right."""
+        width = self.size[0]
+        for name, value in refs.items():
+            _, py = self.xy(self.x0, value)
+            self.draw.line([self.left, py, width - self.right, py], fill=(150, 150, 150))
+            label = f"{name} {value:.2f}"
+            self.draw.text((width - self.right + 8, py - 6), label, fill=(90, 90, 90))
+
+    def legend(self, row: int, text: str, colour: tuple[int, int, int]) -> None:
+        """Legend line ``row`` on the right, below the reference lines' labels."""
+        y = self.top + 160 + 16 * row
+        self.draw.text((self.size[0] - self.right + 8, y), text, fill=colour, font=self.font)
+
 
 def _range(values: Sequence[float], pad: float) -> tuple[float, float]:
     finite = [v for v in values if math.isfinite(v)]
@@ -114,13 +128,8 @@ def line_chart(
     axes = _Axes(ImageDraw.Draw(image), size, x_range, y_range)
     # whole numbers for steps; decimals where the axis spans a few units (CPU-hours)
     axes.frame(title, x_label, y_label, ",.0f" if x_range[1] >= 10 else ".2f")
-    width = size[0]
+    axes.reference_lines(refs)
     d = axes.draw
-    for name, value in refs.items():
-        _, py = axes.xy(x_range[0], value)
-        d.line([axes.left, py, width - axes.right, py], fill=(150, 150, 150), width=1)
-        d.text((width - axes.right + 8, py - 6), f"{name} {value:.2f}", fill=(90, 90, 90))
-    legend_y = axes.top + 160
     for i, (name, curve) in enumerate(series.items()):
         colour = COLOURS[i % len(COLOURS)]
         line = [axes.xy(x, y) for x, y in curve if math.isfinite(y)]
@@ -129,8 +138,7 @@ def line_chart(
         for px, py in line:
             d.ellipse([px - 2, py - 2, px + 2, py + 2], fill=colour)
         last = f": {curve[-1][1]:.2f}" if curve else ""
-        d.text((width - axes.right + 8, legend_y), f"{name}{last}", fill=colour, font=axes.font)
-        legend_y += 16
+        axes.legend(i, f"{name}{last}", colour)
     return _save(image, out)
 
 
@@ -160,8 +168,6 @@ def scatter_chart(
     )
     axes.frame(title, x_label, y_label, ".3g")
     d = axes.draw
-    width = size[0]
-    legend_y = axes.top + 160
     for i, (name, (x, y, spread)) in enumerate(points.items()):
         colour = COLOURS[i % len(COLOURS)]
         px, py = axes.xy(x, y)
@@ -171,13 +177,7 @@ def scatter_chart(
             d.line([px, top, px, bottom], fill=colour, width=1)
         d.ellipse([px - 4, py - 4, px + 4, py + 4], fill=colour)
         d.text((px + 6, py - 12), str(i + 1), fill=colour, font=axes.font)
-        d.text(
-            (width - axes.right + 8, legend_y),
-            f"{i + 1} {name}: {y:.2f}",
-            fill=colour,
-            font=axes.font,
-        )
-        legend_y += 16
+        axes.legend(i, f"{i + 1} {name}: {y:.2f}", colour)
     return _save(image, out)
 
 
@@ -205,20 +205,13 @@ def cloud_chart(
     image = Image.new("RGB", size, "white")
     axes = _Axes(ImageDraw.Draw(image), size, (min(xs) - pad_x, max(xs) + pad_x), _range(ys, pad_y))
     axes.frame(title, x_label, y_label, ".3g")
+    axes.reference_lines(refs)
     d = axes.draw
-    width = size[0]
-    for name, value in refs.items():
-        _, py = axes.xy(axes.x0, value)
-        d.line([axes.left, py, width - axes.right, py], fill=(150, 150, 150), width=1)
-        d.text((width - axes.right + 8, py - 6), f"{name} {value:.2f}", fill=(90, 90, 90))
-    legend_y = axes.top + 160
     for i, (name, cloud) in enumerate(series.items()):
         colour = COLOURS[i % len(COLOURS)]
         for x, y in cloud:
             if math.isfinite(x) and math.isfinite(y):
                 px, py = axes.xy(x, y)
                 d.ellipse([px - 3, py - 3, px + 3, py + 3], outline=colour, width=1)
-        label = f"{name} ({len(cloud)})"
-        d.text((width - axes.right + 8, legend_y), label, fill=colour, font=axes.font)
-        legend_y += 16
+        axes.legend(i, f"{name} ({len(cloud)})", colour)
     return _save(image, out)
