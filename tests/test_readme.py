@@ -1,4 +1,4 @@
-"""Every snippet of the README works: Python blocks run, command lines parse.
+"""Every snippet of the README and of docs/ works: Python blocks run, command lines parse.
 
 Python blocks run in order in one namespace, in a temporary folder holding ``photo.jpg``
 (the bundled sample), as a new user would run them. Each ``csnln ...`` line of a bash block
@@ -19,17 +19,20 @@ from PIL import Image
 from csnln.cli import build_parser, main
 from csnln.demo import SAMPLE
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
 BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.S)
 
 
-def blocks(language: str) -> list[str]:
-    return [body for lang, body in BLOCK.findall(README.read_text()) if lang == language]
+def blocks(language: str, document: Path = README) -> list[str]:
+    return [body for lang, body in BLOCK.findall(document.read_text()) if lang == language]
 
 
-def command_lines() -> list[str]:
+def command_lines(documents: list[Path] | None = None) -> list[str]:
     lines = []
-    for body in blocks("bash"):
+    bodies = [b for d in documents or [README] for b in blocks("bash", d)]
+    for body in bodies:
         for line in body.splitlines():
             line = line.split(" #")[0].strip()
             if line.startswith("csnln "):
@@ -41,14 +44,19 @@ def test_the_readme_has_snippets() -> None:
     assert len(blocks("python")) >= 2 and len(command_lines()) >= 10
 
 
-@pytest.mark.parametrize("line", command_lines())
+@pytest.mark.parametrize("line", command_lines([README, *DOCS]))
 def test_command_lines_parse(line: str) -> None:
     args = shlex.split(line)[1:]
     parsed = build_parser().parse_args(args)  # exits (fails the test) on a bad option
     assert parsed.command is not None
 
 
-def test_python_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "document", [README, *(d for d in DOCS if blocks("python", d))], ids=lambda d: d.name
+)
+def test_python_snippets_run(
+    document: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     Image.open(SAMPLE).convert("RGB").save(tmp_path / "photo.jpg", quality=95)
     (tmp_path / "set5").mkdir()  # the README's evaluation example: one Set5 image
@@ -57,8 +65,8 @@ def test_python_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
     stub_torchvision()  # spandrel's import needs two torchvision names (see conftest)
     namespace: dict[str, object] = {}
-    for body in blocks("python"):
-        exec(compile(body, str(README), "exec"), namespace)  # noqa: S102
+    for body in blocks("python", document):
+        exec(compile(body, str(document), "exec"), namespace)  # noqa: S102
 
 
 def test_models_listing_runs(capsys: pytest.CaptureFixture[str]) -> None:
