@@ -29,7 +29,6 @@ Needs ../shared and the runs' result.json (ablations/bundled/runs/...). A few mi
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import sys
@@ -41,7 +40,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from csnln.ablation import BUDGETS, REFERENCE, Variant, run_dir  # noqa: E402
+from csnln.ablation import BUDGETS, REFERENCE, Variant, load_results  # noqa: E402
 from csnln.ablation.runs import RunResult  # noqa: E402
 from csnln.ablation.shipped import per_image_gains  # noqa: E402
 from csnln.ablation.studies import matched_local_width  # noqa: E402
@@ -54,16 +53,6 @@ BENCH = ROOT.parent / "shared" / "data" / "benchmark"
 PATCH = 5
 QUERIES = 2000
 SETS = ("SunHays80", "B100")
-
-
-def _runs(variant: Variant) -> list[RunResult]:
-    budget = BUDGETS["bundled"]
-    found = []
-    for seed in budget.seeds:
-        path = run_dir(ROOT / "ablations", budget, variant, seed) / "result.json"
-        if path.is_file():
-            found.append(RunResult.from_json(json.loads(path.read_text())))
-    return found
 
 
 def _patches(y: torch.Tensor) -> torch.Tensor:
@@ -182,12 +171,13 @@ def _seed_noise(networks: dict[str, list[RunResult]]) -> list[str]:
 
 def main() -> int:
     budget = BUDGETS["bundled"]
-    cell = _runs(REFERENCE.resolved(budget))
+    found = load_results(ROOT / "ablations", budget, "attention")  # variant -> its seeds
+    cell = found[REFERENCE.resolved(budget)]
     others = {
-        "L": _runs(Variant(branches=("local",)).resolved(budget)),
-        "L-f86": _runs(
+        "L": found[Variant(branches=("local",)).resolved(budget)],
+        "L-f86": found[
             Variant(branches=("local",), n_feats=matched_local_width(budget)).resolved(budget)
-        ),
+        ],
     }
     others = {k: v for k, v in others.items() if v}
     if not cell or not others:
