@@ -116,3 +116,10 @@ def test_the_papers_branch_options_are_told_apart(
     x = torch.rand(1, 3, 20, 22)
     with torch.no_grad():
         assert (described(x) - model(x).clamp(0, 1)).abs().max().item() < 1e-5
+
+
+def test_an_output_kernel_of_no_scale_is_named() -> None:
+    state = csnln.CSNLN(2, n_feats=8, depth=1).state_dict()
+    state["cell.output_down.conv.weight"] = torch.zeros(8, 8, 7, 7)
+    with pytest.raises(ValueError, match=r"is 7x7, expected 6 \(x2\), 9 \(x3\), 8 \(x4\)"):
+        csnln_spandrel._csnln_config(state)

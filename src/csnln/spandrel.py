@@ -75,8 +75,10 @@ def _csnln_config(state: StateDict) -> dict[str, Any]:
     # Every cell has the strided conv back to the LR grid, whichever branches it has.
     kernel = int(state["cell.output_down.conv.weight"].shape[-1])
     if kernel not in _SCALE_OF_KERNEL:
+        expected = ", ".join(f"{k} (x{s})" for k, s in _SCALE_OF_KERNEL.items())
         raise ValueError(
-            f"a csnln state dict with a {kernel}x{kernel} output_down: no scale has it"
+            f"not a csnln scale: cell.output_down.conv.weight is {kernel}x{kernel}, "
+            f"expected {expected}"
         )
     scale = _SCALE_OF_KERNEL[kernel]
     keys = set(state)
