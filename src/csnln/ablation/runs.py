@@ -91,7 +91,12 @@ def train_config(
 ) -> Any:
     """The ``csnln train`` config of one run (also written to its folder as config.yaml)."""
     from ..training import TrainConfig
+    from .studies import BUDGETS
 
+    init = None
+    if budget.init_from is not None:  # the same run at the budget it is fine-tuned from
+        out = folder.parents[3]
+        init = str(run_dir(out, BUDGETS[budget.init_from], variant, seed) / "final.safetensors")
     return TrainConfig.from_dict(
         {
             "name": f"{variant.key}-seed{seed}",
@@ -104,6 +109,7 @@ def train_config(
                 "branches": list(variant.branches),
                 "fusion": variant.fusion,
                 "patch_size": variant.patch_size,
+                "init": init,
             },
             "data": {
                 "train_dirs": list(train_dirs),
@@ -116,7 +122,7 @@ def train_config(
                 "lr": budget.lr,
                 "schedule": "cosine",
                 "min_lr": budget.lr / 100,
-                "warmup_steps": 200,
+                "warmup_steps": budget.warmup,
                 "grad_clip": 1.0,
             },
             "train": {

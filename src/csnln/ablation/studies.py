@@ -52,13 +52,18 @@ class Budget:
     # ``validation`` is HOLDOUT: the validation split of the training data, never trained on.
     eval_sets: tuple[str, ...] = EVAL_SETS
     validation: str = "Set5"
+    # Fine-tuning: every run starts from the final weights of the same variant and seed at
+    # this budget (None: from scratch), with this many warm-up steps.
+    init_from: str | None = None
+    warmup: int = 200
 
     def describe(self) -> str:
         return (
             f"n_feats {self.n_feats}, depth {self.depth}, LR patch {self.patch} x batch "
             f"{self.batch}, {self.steps:,} steps (Adam, cosine {self.lr:g} -> "
-            f"{self.lr / 100:g}, 200 warm-up steps, gradient clip 1), {self.precision}, "
-            f"seeds {', '.join(map(str, self.seeds))}"
+            f"{self.lr / 100:g}, {self.warmup} warm-up steps, gradient clip 1), "
+            f"{self.precision}, seeds {', '.join(map(str, self.seeds))}"
+            + (f"; fine-tuned from the {self.init_from} runs" if self.init_from else "")
         )
 
 
@@ -89,7 +94,19 @@ BUDGETS: dict[str, Budget] = {
         seeds=(0, 1), depths=(1,), widths=(64,), unroll=(1,), val_every=2000,
         unroll_sets=(), eval_sets=("Set5", "Set14", "B100", "SunHays80"), validation=HOLDOUT,
     ),
+    # The attention study's three main arms in the paper's window: LR patches of 48 (the
+    # paper's), fine-tuned from the bundled-budget runs of the same variant and seed, so that
+    # every arm gets the same start, data, steps and schedule; validated at tiles of 48.
+    # float32: on a CPU without AMX a bf16 training step measured 10-20x slower.
+    "window48": Budget(
+        "window48", n_feats=64, depth=1, patch=48, batch=4, steps=1500, lr=1e-4,
+        seeds=(0, 1), depths=(1,), widths=(64,), unroll=(1,), val_every=500, precision="fp32",
+        eval_tile=48, eval_overlap=12, unroll_sets=(), eval_sets=("Set5", "Set14"),
+        validation=HOLDOUT, init_from="bundled", warmup=100,
+    ),
 }  # fmt: skip
+#: The budget a study runs at when none is named.
+STUDY_BUDGETS = {"window": "window48"}
 
 
 @dataclass(frozen=True)
@@ -181,6 +198,13 @@ STUDIES: dict[str, tuple[str, Callable[[Budget], list[Variant]], str]] = {
         ],
         "branches",
     ),
+    "window": (
+        "Does the cell beat its matched-cost local twin when trained and run in the paper's "
+        "window (LR patches of 48, tiles of 48 and more): the bundled cell, local only, and "
+        "local only at the bundled cell's cost, each fine-tuned from its bundled-budget run.",
+        lambda budget: _window_arms(),
+        "branches",
+    ),
     "width": (
         "How wide the network should be (n_feats, the channels of every layer), at the same "
         "steps, and which width is ahead at equal training time.",
@@ -197,6 +221,14 @@ _ALL_SEEDS: dict[str, Callable[[Budget], list[Variant]]] = {
         Variant(branches=("local",), n_feats=matched_local_width(budget)),
     ],
 }
+
+
+def _window_arms() -> list[Variant]:
+    """The attention study's arms at the bundled budget (their widths are the bundled
+    budget's, whatever the budget they are fine-tuned at)."""
+    return [v.resolved(BUDGETS["bundled"]) for v in _ALL_SEEDS["attention"](BUDGETS["bundled"])]
+
+
 #: The studies of the paper (``csnln ablate all``).
 PAPER_STUDIES = ("branches", "fusion", "patch", "depth", "width")
 

@@ -15,6 +15,9 @@ seeds, evaluated with its final weights on Set5 and B100):
   attention does the attention pay at the size we ship: all three branches, local only,
             local only made wider to the same FLOPs per pixel (seeds 0 and 1), local +
             in-scale and local + cross-scale (seed 0); meant for --budget bundled
+  window    the attention study's first three arms in the paper's window: LR patches of
+            48, each fine-tuned 1,500 steps from its bundled-budget run (budget window48,
+            the default for this study; those runs must be finished under DIR/bundled)
 
 Budgets: small (n_feats 16, LR patch 16, 3000 steps, 2 seeds: about 10 minutes of training
 per run of depth 4 and width 16 on one CPU thread; `csnln ablate all` is 30 runs), medium and
@@ -38,6 +41,8 @@ Examples:
   csnln ablate attention --budget bundled --resume --threads 1  # run two, one per core
   csnln ablate attention --budget bundled --only L-projection-p3-d1/seed1 --estimate
   csnln ablate branches --report --out mine   # a report into another folder
+  csnln ablate window --estimate --threads 1  # the paper's window: what it costs here
+  csnln ablate window --resume --threads 1    # run two, one per core
 """
 
 from __future__ import annotations
@@ -62,8 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--budget",
         choices=list(BUDGETS),
-        default="small",
-        help="size and length of every run (default: small, for a CPU)",
+        default=None,
+        help="size and length of every run (default: window48 for the window study, small "
+        "(for a CPU) for the others)",
     )
     parser.add_argument(
         "--out",
@@ -158,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
     from ..ablation import (
         BUDGETS,
         PAPER_STUDIES,
+        STUDY_BUDGETS,
         CostEstimate,
         Variant,
         estimate_cost,
@@ -169,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         write_report,
     )
 
-    budget = BUDGETS[args.budget]
+    budget = BUDGETS[args.budget or STUDY_BUDGETS.get(args.study, "small")]
     if args.steps is not None:
         if args.steps < 1:
             print(f"csnln ablate: --steps must be >= 1, got {args.steps}", file=sys.stderr)
@@ -272,6 +279,8 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.study == "window":
+        return _window_report(args, budget, command)
     for study in studies:
         report = write_attention_report if study == "attention" else write_report
         try:
@@ -288,4 +297,38 @@ def run(args: argparse.Namespace) -> int:
             print(f"csnln ablate: {exc}", file=sys.stderr)
             continue
         print(f"wrote {path}")
+    return 0
+
+
+def _window_report(args: argparse.Namespace, budget: object, command: str) -> int:
+    """The window study's report: every finished run of both studies (patches of 24 and of
+    48) scored against the test window (:mod:`csnln.ablation.windows`)."""
+    from pathlib import Path
+
+    from ..ablation import BUDGETS, holdout_files, study_variants
+    from ..ablation.runs import refuse_to_replace
+    from ..ablation.windows import write_window_report
+
+    assert hasattr(budget, "name")
+    report = Path(args.out) / budget.name / "window.md"  # type: ignore[attr-defined]
+    try:
+        refuse_to_replace(report, args.overwrite)
+    except FileExistsError as exc:
+        print(f"csnln ablate: {exc}", file=sys.stderr)
+        return 2
+
+    def on_point(folder: str, name: str, window: int, point: object) -> None:
+        print(f"  {folder} {name} window {window or 'whole'}: {point}", file=sys.stderr)
+
+    path = write_window_report(
+        {"patch 24": BUDGETS["bundled"], "patch 48": budget},  # type: ignore[dict-item]
+        study_variants("window", budget),  # type: ignore[arg-type]
+        args.out,
+        benchmarks=args.benchmarks,
+        holdout=holdout_files(budget, args.train_root),  # type: ignore[arg-type]
+        command=command,
+        report=report,
+        on_point=on_point,
+    )
+    print(f"wrote {path}")
     return 0

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import ConvPReLU
+from .windowed import GROUP_SCORE_ELEMENTS, AttentionWindow, blocks, crop_blocks, group_blocks
 
 ChunkSize: TypeAlias = int | Literal["auto"] | None
 
@@ -57,9 +58,13 @@ class InScaleAttention(nn.Module):
         #: Export mode (``CSNLN.set_export_mode``): one chunk, no fused kernel, so that a
         #: traced graph holds no count of chunks that depends on the traced batch or size.
         self.export = False
+        #: Windowed attention on this grid (:mod:`csnln.models.windowed`); None: whole.
+        self.window: AttentionWindow | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
+        if self.window is not None and not self.export and not self.window.covers(h, w):
+            return self._windowed(x, self.window)
         query = self.query(x).flatten(2).transpose(1, 2)  # N, HW, C/2
         value = self.value(x).flatten(2).transpose(1, 2)  # N, HW, C
         fused = x.is_cuda if self.fused is None else self.fused
@@ -85,6 +90,22 @@ class InScaleAttention(nn.Module):
         # later elementwise op mixing it with contiguous tensors (forward and backward) would
         # take a slow strided path (benchmarks/results/train_step_small.md, 2026-12-04 run).
         return out.transpose(1, 2).contiguous().view(n, c, h, w)
+
+    def _windowed(self, x: torch.Tensor, window: AttentionWindow) -> torch.Tensor:
+        """Each query block over the keys of its window: N, C, H, W."""
+        query, key, value = self.query(x), self.key(x), self.value(x)
+        n, c, h, w = value.shape
+        by, bx, wh, ww, found = blocks(h, w, window)
+        out = torch.empty_like(value)
+        for group in group_blocks(found, max(1, GROUP_SCORE_ELEMENTS // (n * by * bx * wh * ww))):
+            q = crop_blocks(query, group, by, bx, window=False).flatten(2).transpose(1, 2)
+            k = crop_blocks(key, group, wh, ww, window=True).flatten(2)  # G N, C/2, wh ww
+            v = crop_blocks(value, group, wh, ww, window=True).flatten(2).transpose(1, 2)
+            o = torch.bmm(torch.softmax(torch.bmm(q, k), dim=-1), v)  # G N, by bx, C
+            o = o.transpose(1, 2).reshape(len(group), n, c, by, bx)
+            for i, b in enumerate(group):
+                out[:, :, b.y : b.y + by, b.x : b.x + bx] = o[i]
+        return out
 
 
 class CrossScaleAttention(nn.Module):
@@ -129,12 +150,17 @@ class CrossScaleAttention(nn.Module):
         #: as padding and slices (no autograd.Function, no as_strided): what ONNX exporters
         #: trace into a graph that is right for every batch.
         self.export = False
+        #: Windowed attention on this grid (:mod:`csnln.models.windowed`; sizes multiples of
+        #: ``factor``); None: whole.
+        self.window: AttentionWindow | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         u, p = self.factor, self.patch_size
         if h % u or w % u:
             raise ValueError(f"CrossScaleAttention needs H, W divisible by {u}, got {h}x{w}")
+        if self.window is not None and not self.export and not self.window.covers(h, w):
+            return self._windowed(x, self.window)
         half = p // 2
         pad = u * half  # canvas margin of a pasted patch around its query's u x u block
 
@@ -188,8 +214,47 @@ class CrossScaleAttention(nn.Module):
         h, w = x.shape[-2:]
         u, p = self.factor, self.patch_size
         small = F.interpolate(x, size=(h // u, w // u), mode="bilinear", align_corners=False)
-        key = _patches(F.pad(self.key(small), (p // 2,) * 4), p)  # N, C/2 p p, L
+        return self._normalised(_patches(F.pad(self.key(small), (p // 2,) * 4), p))
+
+    def _normalised(self, key: torch.Tensor) -> torch.Tensor:
+        """Key patches (N, C/2 p p, L) L2-normalised, the temperature folded in."""
         return key / key.norm(dim=1, keepdim=True).clamp_min(self.norm_floor) * self.temperature
+
+    def _windowed(self, x: torch.Tensor, window: AttentionWindow) -> torch.Tensor:
+        """Each query block matched against the patches of its window's downscaled keys,
+        pasting that window's values onto one canvas: N, C, uH, uW."""
+        n, c, h, w = x.shape
+        u, p = self.factor, self.patch_size
+        half = p // 2
+        pad = u * half
+        value, query = self.value(x), F.pad(self.query(x), (half,) * 4)
+        small = F.interpolate(x, size=(h // u, w // u), mode="bilinear", align_corners=False)
+        key_small = self.key(small)  # N, C/2, H/u, W/u: a window's keys are a crop of it
+        by, bx, wh, ww, found = blocks(h, w, window)
+        ly, lx = wh // u, ww // u
+        acc = torch.promote_types(x.dtype, torch.float32)
+        canvas = x.new_zeros(n, c, u * h + 2 * pad, u * w + 2 * pad, dtype=acc)
+        for group in group_blocks(found, max(1, GROUP_SCORE_ELEMENTS // (n * by * bx * ly * lx))):
+            g = len(group)
+            small_windows = crop_blocks(key_small, group, ly, lx, window=True, u=u)
+            key = self._normalised(_patches(F.pad(small_windows, (half,) * 4), p))  # G N, K, L
+            values = _space_to_depth(crop_blocks(value, group, wh, ww, window=True), u)
+            queries = crop_blocks(query, group, by + 2 * half, bx + 2 * half, window=False)
+            band = _patches(queries, p)  # G N, C/2 p p, by bx
+            attn = torch.softmax(torch.bmm(key.transpose(1, 2), band), dim=1)  # G N, L, by bx
+            attn = attn.view(g, n, ly * lx, by, bx)
+            for i, b in enumerate(group):  # queries an earlier (overlapping) block pasted
+                attn[i, :, :, : b.own_y] = 0
+                attn[i, :, :, :, : b.own_x] = 0
+            attn = attn.view(g * n, ly, lx, by, bx)
+            paste = torch.bmm(values.flatten(2), _shift_sum(attn, p).flatten(1, 2).flatten(2))
+            pieces = _depth_to_space(paste.view(g * n, c * u * u, by + 2 * half, -1), u)
+            pieces = pieces.view(g, n, c, *pieces.shape[-2:])
+            ph, pw = pieces.shape[-2:]
+            for i, b in enumerate(group):
+                canvas[:, :, u * b.y : u * b.y + ph, u * b.x : u * b.x + pw] += pieces[i]
+        out = canvas[:, :, pad : pad + u * h, pad : pad + u * w] / self.overlap_divisor
+        return out.to(value.dtype)
 
 
 # The three rearrangements below are F.unfold (stride 1), F.pixel_unshuffle and

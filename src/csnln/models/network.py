@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ from .attention import (
 from .descriptor import ModelDescriptor, TilePlan
 from .layers import ConvPReLU, MeanShift
 from .sem import BRANCHES, FUSIONS, SelfExemplarsMining, attention_factor
+from .windowed import AttentionWindow
 
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
 #: The smallest LR height and width accepted (one 3x3 matching patch).
@@ -214,6 +216,8 @@ class CSNLN(nn.Module):
         #: The CPU tile plan measured best for this network's weights (set by the model zoo
         #: for bundled models; None: the runner's generic plan).
         self.tile_plan: TilePlan | None = None
+        #: The attentions' window (:meth:`set_attention_window`); None: whole.
+        self.attention_window: int | None = None
 
     @property
     def descriptor(self) -> ModelDescriptor:
@@ -295,6 +299,41 @@ class CSNLN(nn.Module):
         for module in self.modules():
             if isinstance(module, (InScaleAttention, CrossScaleAttention)):
                 module.chunk_size = chunk_size
+
+    def set_attention_window(self, size: int | None) -> None:
+        """Windowed attention (:mod:`csnln.models.windowed`): each attention's queries in
+        blocks, each block over the keys of the ``size``-pixel square window around it (LR
+        pixels; on the 2x grid of x4's second stage, twice that); None: the whole input (the
+        authors' computation). ``size`` must be a multiple of :attr:`size_multiple` no smaller
+        than :meth:`smallest_attention_window`."""
+        self.attention_window = size
+        windows = (None, None) if size is None else self._windows(size)
+        stages = [self.cell.projection] + ([self.cell.projection2] if self.scale == 4 else [])
+        for stage, window in zip(stages, windows, strict=False):
+            for module in (stage.in_scale, stage.cross_scale):
+                if module is not None:
+                    module.window = window
+
+    def _windows(self, size: int) -> tuple[AttentionWindow, AttentionWindow]:
+        smallest = self.smallest_attention_window()
+        m = self.size_multiple
+        if isinstance(size, bool) or not isinstance(size, int) or size < smallest or size % m:
+            raise ValueError(
+                f"attention window must be a multiple of {m} and at least {smallest} "
+                f"(the smallest valid value at x{self.scale}), got {size!r}"
+            )
+        # A halo of about an eighth of the window on each side, in whole blocks of the factor.
+        halo = m * max(1, math.ceil(size / 8 / m))
+        first = AttentionWindow(block=size - 2 * halo, halo=halo)
+        return first, AttentionWindow(block=2 * first.block, halo=2 * first.halo)
+
+    def smallest_attention_window(self) -> int:
+        """The smallest valid attention window: a multiple of the size multiple that holds the
+        matching patch and leaves a query block of at least the size multiple."""
+        m, size = self.size_multiple, self.size_multiple
+        while size < self.config.patch_size or size - 2 * m * max(1, math.ceil(size / 8 / m)) < m:
+            size += m
+        return size
 
     def set_export_mode(self, on: bool = True) -> None:
         """Export mode: the attentions in one chunk, without fused kernels, the paste's shift
