@@ -117,7 +117,7 @@ def test_studies_have_the_issue_variants() -> None:
     ]
     assert widths[2].network(small).config.n_feats == 32
     assert len(study_runs(list(PAPER_STUDIES), small)) == 15 * len(small.seeds)
-    assert set(PAPER_STUDIES) | {"attention"} == set(STUDIES)
+    assert set(PAPER_STUDIES) | {"attention", "window"} == set(STUDIES)
     with pytest.raises(ValueError, match="unknown study"):
         study_variants("breadth", small)
 
@@ -593,3 +593,29 @@ def test_step_costs_take_turns_and_ignore_one_slow_round() -> None:
     # every timed block reads the clock twice: 1 s apart, over 2 steps
     assert costs == {variants[0]: 0.5, variants[1]: 0.5}
     assert ticks["calls"] == 2 * len(variants) * (5 + 1)
+
+
+def test_window_study_fine_tunes_each_arm_from_its_bundled_run(tmp_path) -> None:
+    from csnln.ablation import BUDGETS, STUDY_BUDGETS, study_runs, train_config
+    from csnln.ablation.runs import run_dir
+
+    budget = BUDGETS[STUDY_BUDGETS["window"]]
+    runs = study_runs(["window"], budget)
+    keys = [f"{v.key}/seed{s}" for v, s in runs]
+    assert keys == [
+        "LIC-projection-p3-d1/seed0",
+        "L-projection-p3-d1/seed0",
+        "L-projection-p3-d1-f86/seed0",
+        "LIC-projection-p3-d1/seed1",
+        "L-projection-p3-d1/seed1",
+        "L-projection-p3-d1-f86/seed1",
+    ]
+    variant, seed = runs[2]
+    folder = run_dir(tmp_path, budget, variant, seed)
+    config = train_config(
+        variant, seed, budget, folder, train_dirs=["x/*"], val_dir="v", device="cpu", threads=1
+    )
+    start = run_dir(tmp_path, BUDGETS["bundled"], variant, seed) / "final.safetensors"
+    assert config.model.init == str(start)
+    assert (config.data.patch_size, config.model.n_feats) == (48, 86)
+    assert config.optim.warmup_steps == budget.warmup

@@ -1,0 +1,69 @@
+"""Windowed attention (csnln.models.windowed): the geometry, the math against the whole-image
+attentions, and the network's window setting with its refusals."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from csnln import CSNLN
+from csnln.models.attention import CrossScaleAttention, InScaleAttention
+from csnln.models.windowed import AttentionWindow, blocks
+
+
+def test_blocks_cover_every_query_once() -> None:
+    window = AttentionWindow(block=6, halo=2)
+    by, bx, wh, ww, found = blocks(16, 21, window)
+    owner = torch.zeros(16, 21, dtype=torch.int64)
+    for b in found:
+        owner[b.y + b.own_y : b.y + by, b.x + b.own_x : b.x + bx] += 1
+        assert 0 <= b.wy <= b.y and b.y + by <= b.wy + wh <= 16  # inside the map, around it
+        assert 0 <= b.wx <= b.x and b.x + bx <= b.wx + ww <= 21
+    assert (owner == 1).all()
+
+
+@pytest.mark.parametrize("factor", [None, 2, 3])
+def test_windows_holding_every_key_give_the_whole_attention(factor: int | None) -> None:
+    # A halo as large as the map: each block's window is the whole map, so each query sees
+    # every key, and the blocks (overlapping at the last ones) must rebuild the whole result.
+    torch.manual_seed(0)
+    module = InScaleAttention(8) if factor is None else CrossScaleAttention(8, factor=factor)
+    x = torch.randn(2, 8, 18, 24)
+    whole = module(x)
+    module.window = AttentionWindow(block=6, halo=24)
+    windowed = module._windowed(x, module.window)
+    assert windowed.shape == whole.shape
+    assert torch.allclose(windowed, whole, atol=1e-5)
+
+
+def test_small_windows_change_the_result_and_keep_the_shape() -> None:
+    torch.manual_seed(0)
+    module = CrossScaleAttention(8, factor=2)
+    x = torch.randn(1, 8, 20, 20)
+    whole = module(x)
+    module.window = AttentionWindow(block=4, halo=2)
+    windowed = module(x)
+    assert windowed.shape == whole.shape
+    assert (windowed - whole).abs().max() > 1e-3
+
+
+def test_network_window_setting_and_refusals() -> None:
+    torch.manual_seed(0)
+    net = CSNLN(scale=4, n_feats=8, depth=1).eval()
+    x = torch.rand(1, 3, 20, 20)
+    with torch.no_grad():
+        whole = net(x)
+        net.set_attention_window(40)  # larger than the image: the whole image
+        assert torch.equal(net(x), whole)
+        net.set_attention_window(8)
+        assert net.cell.projection2.in_scale.window == AttentionWindow(block=8, halo=4)
+        assert net(x).shape == whole.shape
+        net.set_attention_window(None)
+        assert torch.equal(net(x), whole)
+    smallest = net.smallest_attention_window()
+    assert smallest == 6
+    with pytest.raises(ValueError, match="at least 6"):
+        net.set_attention_window(4)
+    with pytest.raises(ValueError, match="multiple of 2"):
+        net.set_attention_window(33)
+    assert CSNLN(scale=3, n_feats=8, depth=1).smallest_attention_window() == 9
