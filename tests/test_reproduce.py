@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,10 @@ def _reproduce(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[
     fake.parent.mkdir(parents=True)
     fake.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
     fake.chmod(0o755)
-    env = dict(os.environ, PATH=f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    # The stand-in first, then this interpreter's bin (the script's `python -c` must import
+    # csnln when the virtual environment is not on PATH).
+    path = os.pathsep.join([str(fake.parent), str(Path(sys.executable).parent), os.environ["PATH"]])
+    env = dict(os.environ, PATH=path)
     done = subprocess.run(
         ["bash", "trained/reproduce.sh", *args],
         cwd=ROOT,
