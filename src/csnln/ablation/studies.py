@@ -97,7 +97,7 @@ BUDGETS: dict[str, Budget] = {
     # The attention study's three main arms in the paper's window: LR patches of 48 (the
     # paper's), fine-tuned from the bundled-budget runs of the same variant and seed, so that
     # every arm gets the same start, data, steps and schedule; validated at tiles of 48.
-    # float32: on a CPU without AMX a bf16 training step measured 10-20x slower.
+    # float32: on a CPU without AMX `--estimate` measured a bf16 step over 10x a float32 one.
     "window48": Budget(
         "window48", n_feats=64, depth=1, patch=48, batch=4, steps=1500, lr=1e-4,
         seeds=(0, 1), depths=(1,), widths=(64,), unroll=(1,), val_every=500, precision="fp32",

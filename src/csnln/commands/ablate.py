@@ -51,6 +51,10 @@ import argparse
 import dataclasses
 import shlex
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..ablation import Budget
 
 #: Where the data are by default, relative to the current directory (the project's layout,
 #: beside ../shared).
@@ -300,32 +304,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _window_report(args: argparse.Namespace, budget: object, command: str) -> int:
+def _window_report(args: argparse.Namespace, budget: Budget, command: str) -> int:
     """The window study's report: every finished run of both studies (patches of 24 and of
     48) scored against the test window (:mod:`csnln.ablation.windows`)."""
     from pathlib import Path
 
     from ..ablation import BUDGETS, holdout_files, study_variants
     from ..ablation.runs import refuse_to_replace
-    from ..ablation.windows import write_window_report
+    from ..ablation.windows import SweepPoint, write_window_report
 
-    assert hasattr(budget, "name")
-    report = Path(args.out) / budget.name / "window.md"  # type: ignore[attr-defined]
+    report = Path(args.out) / budget.name / "window.md"
     try:
         refuse_to_replace(report, args.overwrite)
     except FileExistsError as exc:
         print(f"csnln ablate: {exc}", file=sys.stderr)
         return 2
 
-    def on_point(folder: str, name: str, window: int, point: object) -> None:
+    def on_point(folder: str, name: str, window: int, point: SweepPoint) -> None:
         print(f"  {folder} {name} window {window or 'whole'}: {point}", file=sys.stderr)
 
     path = write_window_report(
-        {"patch 24": BUDGETS["bundled"], "patch 48": budget},  # type: ignore[dict-item]
-        study_variants("window", budget),  # type: ignore[arg-type]
+        {"patch 24": BUDGETS["bundled"], "patch 48": budget},
+        study_variants("window", budget),
         args.out,
         benchmarks=args.benchmarks,
-        holdout=holdout_files(budget, args.train_root),  # type: ignore[arg-type]
+        holdout=holdout_files(budget, args.train_root),
         command=command,
         report=report,
         on_point=on_point,
