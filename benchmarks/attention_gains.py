@@ -59,9 +59,7 @@ def main() -> int:
     lic_variant = REFERENCE.resolved(budget)
     l_variant = Variant(branches=("local",)).resolved(budget)
     lic_runs, l_runs = [_result(lic_variant, budget)], [_result(l_variant, budget)]
-    options = RunOptions(
-        precision="fp32", tile=budget.eval_tile, tile_overlap=budget.eval_overlap
-    )
+    options = RunOptions(precision="fp32", tile=budget.eval_tile, tile_overlap=budget.eval_overlap)
     weights = {
         name: run_dir(ROOT / "ablations", budget, v, 0) / "final.safetensors"
         for name, v in (("L", l_variant), ("LIC", lic_variant))
@@ -119,7 +117,9 @@ def main() -> int:
         picture = attention_picture(window, maps, top_k=5)
         out = ROOT / "docs" / "attention_top_gainer.png"
         picture.save(out)
-        print(f"wrote {out}: SunHays80/{name}, LR pixel x={col}, y={row} (window x={left}, y={top})")
+        print(
+            f"wrote {out}: SunHays80/{name}, LR pixel x={col}, y={row} (window x={left}, y={top})"
+        )
     return 0
 
 

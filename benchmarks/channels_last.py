@@ -52,14 +52,15 @@ def main() -> None:
     import torch
 
     from csnln import CSNLN
+    from csnln.inference import MEASURED_PLANS
     from csnln.training import load_config
-    from csnln.zoo import BUNDLED, load_model
+    from csnln.zoo import load_model
 
     torch.manual_seed(0)
     layouts = {"NCHW": torch.contiguous_format, "channels last": torch.channels_last}
     rows = []
     torch.set_num_threads(1)
-    for scale, plan in sorted(BUNDLED["small"].tile_plans.items()):
+    for scale, plan in sorted(MEASURED_PLANS["small"].items()):
         base = load_model("small", scale=scale).eval()
         tiles = torch.rand(plan.batch, 3, plan.tile, plan.tile)
         fns: dict[str, Callable[[], None]] = {}

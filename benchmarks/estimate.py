@@ -30,7 +30,8 @@ from common import head_commit  # noqa: E402
 from csnln.allocator import keep_freed_memory  # noqa: E402
 from csnln.inference import RunOptions  # noqa: E402
 from csnln.progress import TileProgress  # noqa: E402
-from csnln.upscaling import resolve_model, upscale_file  # noqa: E402
+from csnln.upscaling import upscale_file  # noqa: E402
+from csnln.zoo import resolve_model  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "train"
 KODAK = SHARED / "Kodak24" / "kodim01.png"

@@ -52,7 +52,9 @@ def main() -> None:
         for size in sizes:
             out = subprocess.run(
                 [sys.executable, __file__, "--child", str(scale), str(size)],
-                capture_output=True, text=True, check=True,
+                capture_output=True,
+                text=True,
+                check=True,
             )
             rows.append((size * size, json.loads(out.stdout)["growth"]))
         pixels, growth = np.array(rows, dtype=float).T
@@ -61,7 +63,7 @@ def main() -> None:
         coefficients[scale] = (round(a), round(max(b, 0.0)))
         for (p, g), size in zip(rows, sizes, strict=True):
             print(f"| ×{scale} | {size}² | {g / 2**20:.0f} | {(a * p + b) / 2**20:.0f} |")
-    print("\nMEMORY_MODEL = {  # scale: (bytes per LR pixel, bytes constant), float32, n_feats 128")
+    print("\nCSNLN_MEMORY = {  # scale: (bytes per LR pixel, bytes constant), float32, n_feats 128")
     for scale, (a, b) in coefficients.items():
         print(f"    {scale}: ({a}, {b}),")
     print("}")

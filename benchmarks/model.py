@@ -149,7 +149,7 @@ def main() -> None:
             f"| {fmt(ref, 'peak_gb', '.2f')} | {fmt(ours, 'peak_gb', '.2f')} | {rate} | {share} |",
             flush=True,
         )
-    print("\n\"crashes\": like the released code, the reference needs LR sizes divisible by the")
+    print('\n"crashes": like the released code, the reference needs LR sizes divisible by the')
     print("attention factor (3 at ×3); this implementation pads internally.")
     if args.quick:
         return

@@ -8,7 +8,7 @@ plan, tiles, blend, write) in a fresh process, so that peak memory is that of on
   work: the package of that commit, extracted to a temporary folder, with its default plan:
   LR tiles of 64 overlapping by 16, one per model call);
 * ``now``: the package as it is, with its default plan: the tile plan measured for the model
-  (``csnln.zoo.BUNDLED[model].tile_plans``, chosen by ``benchmarks/tile_plan.py``), with its
+  (``csnln.inference.MEASURED_PLANS[model]``, chosen by ``benchmarks/tile_plan.py``), with its
   calls running two at once on a CPU of two or more threads (``csnln.inference.CPU_STREAMS``);
 * ``now, 1 stream``: the same plan one call at a time (``--tile-streams 1``), to show what the
   concurrent calls add (the result is the same);

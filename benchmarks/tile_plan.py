@@ -10,7 +10,7 @@ and no more than ``--tolerance`` dB under the reference's (issue 1/5's bound); s
 such as Set5's suffer most from small tiles. ``--rule best`` keeps only the first condition
 (the rule of runs 1-7 of the results), ``--rule bound`` only the second (run 8's);
 ``--from-output FILE`` re-applies a rule to the tables of an earlier run without measuring.
-The plan goes into ``csnln.zoo.BUNDLED[...].tile_plans`` by hand, with this
+The plan goes into ``csnln.inference.MEASURED_PLANS`` by hand, with this
 script's output kept in ``benchmarks/results/tile_plan.md``.
 
     python benchmarks/tile_plan.py                       # small, x2 x3 x4, B100 every 4th

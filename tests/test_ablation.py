@@ -22,6 +22,8 @@ from csnln.ablation import (
     Budget,
     RunResult,
     Variant,
+    curve_at,
+    equal_time,
     estimate_cost,
     load_results,
     mflop_per_pixel,
@@ -34,8 +36,6 @@ from csnln.ablation import (
     verdict,
     write_report,
 )
-from csnln.ablation import _at as curve_at
-from csnln.ablation import _equal_time as equal_time
 from csnln.cli import main
 from csnln.training import ConfigError, apply_overrides, build_model, load_config
 

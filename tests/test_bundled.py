@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import BENCHMARK
 
-from csnln import upscaling, zoo
+from csnln import zoo
 from csnln.cli import main
 from csnln.evaluation import evaluate
 
@@ -15,7 +15,7 @@ from csnln.evaluation import evaluate
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_small_is_installed_and_the_default(scale: int) -> None:
     assert scale in zoo.bundled_models()["small"]
-    assert upscaling.default_model_name(scale) == "small"
+    assert zoo.default_model_name(scale) == "small"
     model = zoo.load_model("small", scale)
     # the wider, shallower shape at every scale (docs/models.md, recipe item 4)
     assert (model.scale, model.n_feats, model.depth) == (scale, 64, 1)

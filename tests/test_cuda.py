@@ -58,10 +58,10 @@ def test_gpu_equals_cpu_in_float32_and_half_precisions_are_close(scale: int) -> 
     lr = torch.rand(1, 3, 37, 29)
     with torch.no_grad():
         cpu = model(lr)
-    gpu = Upscaler(model, tile=None, device="cuda")
+    gpu = Upscaler(model, tile=0, device="cuda")
     torch.testing.assert_close(gpu(lr).cpu(), cpu, atol=2e-5, rtol=0)
     for precision in ("bf16", "fp16"):
-        half = Upscaler(model, tile=None, device="cuda", precision=precision)(lr).cpu()
+        half = Upscaler(model, tile=0, device="cuda", precision=precision)(lr).cpu()
         assert torch.isfinite(half).all()
         assert psnr(half.clamp(0, 1), cpu.clamp(0, 1)) > 40, precision
 
@@ -69,10 +69,10 @@ def test_gpu_equals_cpu_in_float32_and_half_precisions_are_close(scale: int) -> 
 def test_tiled_equals_whole_when_one_tile_covers_on_the_gpu() -> None:
     model = _paper_model(2, depth=1).eval()
     lr = torch.rand(1, 3, 40, 36)
-    whole = Upscaler(model, tile=None, device="cuda")(lr)
+    whole = Upscaler(model, tile=0, device="cuda")(lr)
     # One tile is the same single model call as the whole image; but two calls on a GPU are
     # not bit-identical (cuDNN's transposed convolution is not deterministic): 1-ulp changes.
-    again = Upscaler(model, tile=None, device="cuda")(lr)
+    again = Upscaler(model, tile=0, device="cuda")(lr)
     one_tile = Upscaler(model, tile=40, tile_overlap=8, device="cuda")(lr)
     ulp = (again - whole).abs().max().item()
     assert ulp < 1e-6 and (one_tile - whole).abs().max().item() < 1e-6
@@ -84,7 +84,7 @@ def test_max_memory_bounds_the_gpu_memory() -> None:
     model = _paper_model(2, depth=1).to(CUDA).eval()
     budget = 2**30
     plan = plan_upscale(model, 320, 320, max_memory=budget, device="cuda")
-    assert plan.tile is not None and plan.needed <= budget  # the whole image would not fit
+    assert plan.tile != 0 and plan.needed <= budget  # the whole image would not fit
     lr = torch.rand(1, 3, 320, 320, device=CUDA)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()

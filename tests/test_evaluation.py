@@ -447,9 +447,9 @@ def test_tiny_csnln_wrong_scale(
 def test_model_object_matches_checkpoint_path(tiny_checkpoint: Path, small_set: Path) -> None:
     from csnln import load_checkpoint
 
-    by_path = evaluate(tiny_checkpoint, small_set, progress=False, device="cpu", tile=None)
+    by_path = evaluate(tiny_checkpoint, small_set, progress=False, device="cpu", tile=0)
     model = load_checkpoint(tiny_checkpoint)
-    by_model = evaluate(model, small_set, [2], progress=False, device="cpu", tile=None)
+    by_model = evaluate(model, small_set, [2], progress=False, device="cpu", tile=0)
     assert by_path[0].psnr == by_model[0].psnr and by_path[0].ssim == by_model[0].ssim
     with pytest.raises(ValueError, match="x3"):
         evaluate(model, small_set, [3], progress=False)

@@ -93,9 +93,7 @@ def test_attention_matches_in_the_padding_are_named_not_placed_outside(
 # --- csnln upscale ---------------------------------------------------------------------------
 
 
-def test_an_explicit_small_tile_gets_an_overlap_that_fits(
-    tmp_path: Path, tiny_path: Path
-) -> None:
+def test_an_explicit_small_tile_gets_an_overlap_that_fits(tmp_path: Path, tiny_path: Path) -> None:
     """`--tile 8` failed with "tile overlap 16 must be smaller than the tile 8"."""
     descriptor = describe(csnln.zoo.load_model(tiny_path))
     for tile in (3, 8, 16, 40, 64, 96):
@@ -166,9 +164,9 @@ def test_comparison_captions_say_what_is_shown() -> None:
     view sat at the left of its column with grey space beside it."""
     assert "4x zoom" not in upscale_command.__doc__ + _help("upscale")
     assert "zoom factor in its caption" in " ".join(_help("upscale").split())
-    assert csnln.upscaling.model_label("small", 2) == "csnln small"
-    assert csnln.upscaling.model_label(None, 2) == "csnln small"
-    assert csnln.upscaling.model_label("bicubic", 2) == "bicubic"
+    assert csnln.zoo.model_label("small", 2) == "csnln small"
+    assert csnln.zoo.model_label(None, 2) == "csnln small"
+    assert csnln.zoo.model_label("bicubic", 2) == "bicubic"
     lr = torch.rand(3, 40, 12)
     sr = torch.nn.functional.interpolate(lr[None], scale_factor=4, mode="nearest")[0]
     picture = np.asarray(make_comparison(lr, sr, label="csnln small"))

@@ -11,10 +11,13 @@ import torch.nn.functional as F
 import csnln
 from csnln import device, inference
 from csnln.inference import (
+    MEASURED_PLANS,
+    TilePlan,
     Upscaler,
     chop_tile_count,
     estimate_memory,
     fast_bf16,
+    memory_model,
     output_bytes,
     parse_memory,
     precision_context,
@@ -25,7 +28,7 @@ from csnln.inference import (
     tile_for_memory,
     tile_starts,
 )
-from csnln.models import Bicubic, TilePlan, describe
+from csnln.models import Bicubic, describe
 
 
 def nearest(scale: int):
@@ -92,15 +95,15 @@ def test_self_ensemble_inverts_every_transform() -> None:
 def test_upscaler_options() -> None:
     model = csnln.CSNLN(2, n_feats=4, depth=1)
     x = torch.rand(1, 3, 30, 30)
-    whole = Upscaler(model, tile=None)(x)
+    whole = Upscaler(model, tile=0)(x)
     counted = []
     tiled = Upscaler(model, tile=16, tile_overlap=4)(x, on_tile=lambda: counted.append(1))
     assert tiled.shape == whole.shape == (1, 3, 60, 60)
     assert len(counted) == Upscaler(model, tile=16, tile_overlap=4).tiles_per_image(30, 30) == 9
-    ensemble = Upscaler(model, tile=None, self_ensemble=True)
+    ensemble = Upscaler(model, tile=0, self_ensemble=True)
     assert ensemble.tiles_per_image(30, 30) == 8
     assert Upscaler(model, chop=True)(x).shape == whole.shape
-    bf16 = Upscaler(model, tile=None, precision="bf16")(x)
+    bf16 = Upscaler(model, tile=0, precision="bf16")(x)
     assert bf16.dtype == torch.float32 and (bf16 - whole).abs().max() < 0.05
     with pytest.raises(ValueError, match="fp16 is for GPUs"):
         precision_context("fp16", torch.device("cpu"))
@@ -112,10 +115,10 @@ def test_upscaler_options() -> None:
 
 def test_auto_plan_whole_when_small_tiles_when_large_on_cpu() -> None:
     upscaler = Upscaler(csnln.CSNLN(2, n_feats=8, depth=1), max_memory="8GB", device="cpu")
-    assert upscaler.plan(64, 64).tile is None
-    assert upscaler.plan(512, 384).tile is not None
-    small_budget = Upscaler(csnln.CSNLN(2), max_memory="300MB", tile=None)
-    assert small_budget.plan(64, 64).tile is None  # an explicit choice is respected
+    assert upscaler.plan(64, 64).tile == 0
+    assert upscaler.plan(512, 384).tile != 0
+    small_budget = Upscaler(csnln.CSNLN(2), max_memory="300MB", tile=0)
+    assert small_budget.plan(64, 64).tile == 0  # an explicit choice is respected
 
 
 def test_a_local_only_cell_runs_whole_when_it_fits_and_tiles_when_not_on_cpu() -> None:
@@ -123,13 +126,13 @@ def test_a_local_only_cell_runs_whole_when_it_fits_and_tiles_when_not_on_cpu() -
     the memory allows only add overlap, so the CPU plan is the GPU's (whole when it fits)."""
     local = csnln.CSNLN(2, n_feats=8, depth=1, branches=("local",))
     assert not local.descriptor.quadratic_cost and csnln.CSNLN(2).descriptor.quadratic_cost
-    assert Upscaler(local, max_memory="8GB", device="cpu").plan(512, 384).tile is None
-    budget = local.descriptor.memory(200, 200)
+    assert Upscaler(local, max_memory="8GB", device="cpu").plan(512, 384).tile == 0
+    budget = memory_model(local.descriptor)(200, 200)
     tiled = Upscaler(local, max_memory=budget, device="cpu").plan(512, 384)
-    assert tiled.tile is not None and tiled.tile < 200 and tiled.needed <= tiled.budget
+    assert tiled.tile != 0 and tiled.tile < 200 and tiled.needed <= tiled.budget
     x = torch.rand(1, 3, 40, 44)
     with torch.no_grad():  # whole and tiled agree but at the seams (zero padding at a tile's
-        whole = Upscaler(local, tile=None)(x)  # edge reaches into the blended overlap)
+        whole = Upscaler(local, tile=0)(x)  # edge reaches into the blended overlap)
         pieces = Upscaler(local, tile=24, tile_overlap=16)(x)
     assert (whole - pieces).abs().max().item() < 5e-3
     assert (whole - pieces).abs().mean().item() < 1e-3
@@ -199,16 +202,22 @@ def test_concurrent_streams_equal_one_stream() -> None:
     assert torch.get_num_threads() == threads  # the workers' thread counts stay theirs
 
 
-def test_streams_in_the_plan_and_its_memory() -> None:
+def _measured(monkeypatch: pytest.MonkeyPatch, model: csnln.CSNLN, plan: TilePlan) -> None:
+    """As if ``plan`` were measured for ``model``'s weights."""
+    monkeypatch.setitem(MEASURED_PLANS, "measured-here", {model.scale: plan})
+    model.weights = "measured-here"
+
+
+def test_streams_in_the_plan_and_its_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     model = csnln.CSNLN(2, n_feats=8, depth=1)
-    model.tile_plan = TilePlan(tile=16, overlap=3, batch=4)
+    _measured(monkeypatch, model, TilePlan(tile=16, overlap=3, batch=4))
     plan = Upscaler(model, device="cpu", max_memory="8GB", tile_streams=2).plan(40, 50)
-    descriptor = model.descriptor
+    memory = memory_model(model.descriptor)
     buffers = output_bytes(2, 40, 50, 1, tiled=True, alpha=False, ensemble=False)
-    assert plan.streams == 2 and plan.needed == buffers + 2 * descriptor.memory(16 * 4, 16)
+    assert plan.streams == 2 and plan.needed == buffers + 2 * memory(16 * 4, 16)
     assert Upscaler(model, device="cpu", tile_streams=1).plan(40, 50).streams == 1
     # A budget for one call of 4 tiles but not two runs one stream before fewer tiles per call.
-    budget = descriptor.memory(16 * 4, 16) + buffers + 1
+    budget = memory(16 * 4, 16) + buffers + 1
     plan = Upscaler(model, device="cpu", max_memory=budget, tile_streams=2).plan(40, 50)
     assert (plan.streams, plan.batch) == (1, 4)
     assert Upscaler(model, device="cpu", tile_streams=2).plan(16, 12).streams == 1  # whole
@@ -216,23 +225,22 @@ def test_streams_in_the_plan_and_its_memory() -> None:
         csnln.RunOptions(tile_streams=0)
 
 
-def test_auto_plan_is_the_models_measured_plan_on_cpu() -> None:
+def test_auto_plan_is_the_models_measured_plan_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     model = csnln.CSNLN(2, n_feats=8, depth=1)
-    model.tile_plan = TilePlan(tile=16, overlap=3, batch=4)
-    assert model.descriptor.tile_plan == model.tile_plan
+    _measured(monkeypatch, model, TilePlan(tile=16, overlap=3, batch=4))
+    assert model.descriptor.weights == "measured-here"
     upscaler = Upscaler(model, device="cpu", max_memory="8GB")
     plan = upscaler.plan(40, 50)
     assert (plan.tile, plan.overlap, plan.batch) == (16, 3, 4)
     assert plan.calls == len(tile_starts(40, 16, 3)) * len(tile_starts(50, 16, 3))
     assert plan.needed <= plan.budget == 8 * 2**30
-    assert upscaler.plan(16, 12).tile is None  # fits in one tile: whole
+    assert upscaler.plan(16, 12).tile == 0  # fits in one tile: whole
     explicit = Upscaler(model, device="cpu", tile=24, tile_overlap=5, tile_batch=2)
     plan = explicit.plan(40, 50)
     assert (plan.tile, plan.overlap, plan.batch) == (24, 5, 2)
     # A budget too small for 4 tiles per call runs fewer per call before smaller tiles.
-    descriptor = model.descriptor
     buffers = output_bytes(2, 40, 50, 1, tiled=True, alpha=False, ensemble=False)
-    budget = descriptor.memory(16 * 2, 16) + buffers + 1
+    budget = memory_model(model.descriptor)(16 * 2, 16) + buffers + 1
     assert Upscaler(model, device="cpu", max_memory=budget).plan(40, 50).batch == 2
 
 

@@ -21,7 +21,8 @@ JOB = r"""
 import json, resource, sys, threading, time
 import numpy as np
 from PIL import Image
-from csnln.upscaling import plan_upscale, resolve_model, upscale_file
+from csnln.upscaling import plan_upscale, upscale_file
+from csnln.zoo import resolve_model
 folder, model = sys.argv[1], sys.argv[5]
 w, h, scale = (int(v) for v in sys.argv[2:5])
 rng = np.random.default_rng(0)

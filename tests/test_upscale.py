@@ -18,7 +18,8 @@ from csnln.data.imresize import imresize
 from csnln.imageio import read_image, write_image
 from csnln.inference import estimate_memory
 from csnln.metrics import psnr
-from csnln.upscaling import MemoryBudgetError, NoBundledModelError, plan_upscale
+from csnln.upscaling import MemoryBudgetError, plan_upscale
+from csnln.zoo import NoBundledModelError
 
 RNG = np.random.default_rng(7)
 
@@ -50,7 +51,7 @@ def tiny_path(tmp_path_factory: pytest.TempPathFactory, tiny: csnln.CSNLN) -> Pa
 
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> None:
-    upscaling.clear_model_cache()
+    zoo.clear_model_cache()
 
 
 def _cli(*args: object) -> int:
@@ -115,9 +116,9 @@ def test_api_model_scale_must_match(tiny: csnln.CSNLN) -> None:
 
 
 def test_api_model_cache(tiny_path: Path) -> None:
-    first = upscaling.resolve_model(str(tiny_path), 2, "cpu")
-    assert upscaling.resolve_model(tiny_path, 2, "cpu") is first
-    assert upscaling.resolve_model(tiny_path, None, "cpu").scale == 2
+    first = zoo.resolve_model(str(tiny_path), 2, "cpu")
+    assert zoo.resolve_model(tiny_path, 2, "cpu") is first
+    assert zoo.resolve_model(tiny_path, None, "cpu").scale == 2
 
 
 def test_default_model_needs_bundled_weights(
@@ -130,7 +131,7 @@ def test_default_model_needs_bundled_weights(
     csnln.save_checkpoint(tiny, tmp_path / "tiny_x2.safetensors")
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path)
     monkeypatch.setitem(zoo.BUNDLED, "tiny", zoo.BundledModel({2: "tiny_x2.safetensors"}, {}))
-    assert upscaling.default_model_name(2) == "tiny"
+    assert zoo.default_model_name(2) == "tiny"
     image = _smooth(8, 8)
     np.testing.assert_array_equal(csnln.upscale(image, 2), csnln.upscale(image, 2, tiny))
     (tmp_path / "in.png").write_bytes(b"")
@@ -147,24 +148,24 @@ def test_default_model_needs_bundled_weights(
 def test_tiled_matches_whole(tiny: csnln.CSNLN) -> None:
     image = _smooth(40, 40)
     # On the CPU (a GPU's repeated calls differ by an ulp: tests/test_cuda.py).
-    whole = csnln.upscale(image, 2, tiny, tile=None, device="cpu")
+    whole = csnln.upscale(image, 2, tiny, tile=0, device="cpu")
     one_tile = csnln.upscale(image, 2, tiny, tile=40, tile_overlap=8, device="cpu")
     np.testing.assert_array_equal(one_tile, whole)  # one tile covering the image: identical
     tiled = csnln.upscale(image, 2, tiny, tile=24, tile_overlap=8, device="cpu")
     assert psnr(tiled, whole, crop=2) > 35  # the attention sees less, but no seams
     # A local model (bicubic) shows that the blending itself adds no seam.
-    b_whole = csnln.upscale(image, 2, "bicubic", tile=None)
+    b_whole = csnln.upscale(image, 2, "bicubic", tile=0)
     b_tiled = csnln.upscale(image, 2, "bicubic", tile=16, tile_overlap=8)
     assert np.abs(b_tiled - b_whole).max() < 0.01
 
 
 def test_max_memory_picks_the_tile(tiny: csnln.CSNLN) -> None:
     whole = plan_upscale(tiny, 32, 32, max_memory="8GB", device="cpu")
-    assert whole.tile is None and whole.calls == 1 and whole.needed <= whole.budget
+    assert whole.tile == 0 and whole.calls == 1 and whole.needed <= whole.budget
     # A little more than the model needs on a 20x20 tile: the whole image does not fit.
     budget = estimate_memory(tiny, 20, 20) + 2 * 32 * 32 * 4 * 4 * 10
     plan = plan_upscale(tiny, 32, 32, max_memory=budget, device="cpu")
-    assert plan.tile is not None and 3 <= plan.tile < 32 and plan.calls > 1
+    assert plan.tile != 0 and 3 <= plan.tile < 32 and plan.calls > 1
     assert plan.needed <= budget
     image = _smooth(32, 32)
     np.testing.assert_array_equal(
@@ -327,7 +328,7 @@ def test_cli_model_errors(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatc
     Image.fromarray(_u8(_smooth(8, 8))).save(tmp_path / "a.png")
     small = zoo.BUNDLED["small"]
     monkeypatch.setitem(  # as if x2 only
-        zoo.BUNDLED, "small", zoo.BundledModel({2: small.files[2]}, small.tile_plans)
+        zoo.BUNDLED, "small", zoo.BundledModel({2: small.files[2]})
     )
     assert _cli(tmp_path / "a.png", "--scale", 3) == 2
     err = capsys.readouterr().err

@@ -43,6 +43,7 @@ def __getattr__(name: str) -> object:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | _SUBMODULES)
 
+
 __all__ = [
     "CSNLN",
     "CSNLNConfig",

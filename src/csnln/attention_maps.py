@@ -40,8 +40,6 @@ __all__ = ["AttentionMap", "Box", "Match", "attention_maps", "attention_picture"
 Box = tuple[float, float, float, float]
 #: Decades below the peak that the log scale of the picture shows (weights below: floor).
 LOG_DECADES = 3.0
-#: Query positions processed at a time for a rectangle (bounds the score matrix).
-QUERY_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -139,36 +137,6 @@ def _grid_scale(grid: tuple[int, int], image: tuple[int, int]) -> tuple[float, f
     return image[0] / grid[0], image[1] / grid[1]
 
 
-def _in_scale_rows(
-    module: InScaleAttention, x: torch.Tensor, positions: torch.Tensor
-) -> torch.Tensor:
-    """Mean softmax row of the query positions (flat indices) over the key pixels: H x W."""
-    h, w = x.shape[-2:]
-    query = module.query(x)[0].flatten(1)  # C/2, HW
-    key = module.key(x)[0].flatten(1)  # C/2, HW
-    total = torch.zeros(h * w, dtype=torch.float64)
-    for chunk in positions.split(QUERY_CHUNK):
-        scores = query[:, chunk].t() @ key  # Q, HW
-        total += torch.softmax(scores.float(), dim=1).double().sum(0)
-    return (total / len(positions)).float().view(h, w)
-
-
-def _cross_scale_rows(
-    module: CrossScaleAttention, x: torch.Tensor, positions: torch.Tensor
-) -> torch.Tensor:
-    """Mean softmax row of the query positions over the key patches: H/u x W/u."""
-    h, w = x.shape[-2:]
-    p = module.patch_size
-    patches = F.unfold(module.query(x), p, padding=p // 2)[0]  # C/2 p p, HW
-    keys = module.patch_keys(x)[0]  # C/2 p p, L
-    u = module.factor
-    total = torch.zeros(keys.shape[1], dtype=torch.float64)
-    for chunk in positions.split(QUERY_CHUNK):
-        scores = patches[:, chunk].t() @ keys  # Q, L
-        total += torch.softmax(scores.float(), dim=1).double().sum(0)
-    return (total / len(positions)).float().view(h // u, w // u)
-
-
 def attention_maps(
     model: nn.Module,
     lr: torch.Tensor,
@@ -233,10 +201,10 @@ def attention_maps(
                 centre = (min(gh - 1, (y0 + y1 - 1) // 2), min(gw - 1, (x0 + x1 - 1) // 2))
                 x = x.float()
                 if isinstance(module, InScaleAttention):
-                    kind, weights = "in-scale", _in_scale_rows(module, x, positions)
+                    kind, weights = "in-scale", module.attention_weights(x, positions)
                     factor, patch = 1, 1
                 else:
-                    kind, weights = "cross-scale", _cross_scale_rows(module, x, positions)
+                    kind, weights = "cross-scale", module.attention_weights(x, positions)
                     factor, patch = module.factor, module.patch_size
                 call = calls.get(kind, 0)
                 maps.append(

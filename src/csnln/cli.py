@@ -35,12 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"csnln {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, summary) in COMMANDS.items():
-        try:
-            module = importlib.import_module(f"csnln.commands.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"csnln.commands.{module_name}":
-                raise
-            continue  # command not built yet
+        module = importlib.import_module(f"csnln.commands.{module_name}")
         doc = (module.__doc__ or summary).strip()
         command = sub.add_parser(
             name,

@@ -115,9 +115,7 @@ def make_comparison(
             width=max(1, min(2, crop // 8)),
         )
         top += view[1] + gap
-        zoom_caption = _fit(
-            draw, f"{caption}: the red box ({crop}x{crop}) at {zoom}x", font, col_w
-        )
+        zoom_caption = _fit(draw, f"{caption}: the red box ({crop}x{crop}) at {zoom}x", font, col_w)
         draw.text((column_left, top), zoom_caption, fill=_TEXT, font=font)
         top += text_h
         detail = full.crop((x0, y0, x0 + crop, y0 + crop))

@@ -20,8 +20,7 @@ from .data.protocol import prepare_pair, quantize
 from .imageio import write_image
 from .inference import Upscaler
 from .metrics import psnr, ssim
-from .upscaling import default_model_name, model_label
-from .zoo import load_model
+from .zoo import default_model_name, load_model, model_label
 
 SAMPLE = Path(__file__).parent / "samples" / "butterfly.png"
 

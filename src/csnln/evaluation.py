@@ -68,7 +68,7 @@ from .eval_results import (
     write_csv,
     write_json,
 )
-from .inference import Plan, RunOptions, Upscaler, chop_fits
+from .inference import WHOLE, Plan, RunOptions, Upscaler, chop_fits
 from .metrics import psnr, ssim
 from .models.descriptor import describe
 from .progress import progress as progress_bar
@@ -100,6 +100,7 @@ __all__ = [
 
 PathArg = str | PathLike[str]
 ModelArg = str | PathLike[str] | nn.Module | Upscaler | Mapping[int, nn.Module | Upscaler]
+
 
 class UnreadableImageWarning(UserWarning):
     """Emitted by :func:`evaluate` for each unreadable image it skips (once per file)."""
@@ -145,7 +146,7 @@ def super_resolve(
         isinstance(upscaler.model, Bicubic)
         and not upscaler.self_ensemble
         and not upscaler.chop
-        and plan.tile is None
+        and plan.tile == WHOLE
     ):
         x = lr.to(upscaler.device, torch.float64)
         out = to_uint8_matlab(imresize(x, float(upscaler.scale))).cpu()
@@ -236,7 +237,7 @@ def evaluate(
         scales: the scales to evaluate (default: the model's own scale; every scale of a
             bundled model).
         options: how the model runs (:class:`csnln.RunOptions`, or its fields as keywords:
-            ``tile=None``, ``chop=True``, ``self_ensemble=True``, ...). Default:
+            ``tile=0`` (whole images), ``chop=True``, ``self_ensemble=True``, ...). Default:
             :data:`EVAL_OPTIONS`, the model's tile plan in float32.
         save_images: write each SR image as PNG to ``save_images/<dataset>/x<s>/<name>.png``
             (atomically).

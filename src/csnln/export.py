@@ -28,7 +28,9 @@ Needs the ``onnx`` extra: ``pip install "csnln[onnx]"`` (onnx, onnxscript, onnxr
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import dataclasses
 import io
 import logging
 import os
@@ -44,7 +46,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .atomic import atomic_write
-from .models.descriptor import ModelDescriptor, TilePlan, describe
+from .inference import GENERIC_CPU_PLAN, Plan, RunOptions, plan_run
+from .inference.profiles import preferred_plan
+from .models.descriptor import ModelDescriptor, describe
 from .models.network import CSNLN
 
 __all__ = ["OPSET", "ExportError", "ExportReport", "OnnxModel", "export_onnx", "verify_onnx"]
@@ -89,8 +93,7 @@ def _onnx_modules() -> tuple[Any, Any]:
         import onnxruntime
     except ImportError as exc:
         raise ImportError(
-            f"ONNX export needs the onnx extra ({exc.name} is missing): "
-            'pip install "csnln[onnx]"'
+            f'ONNX export needs the onnx extra ({exc.name} is missing): pip install "csnln[onnx]"'
         ) from None
     return onnx, onnxruntime
 
@@ -128,12 +131,14 @@ def export_onnx(
         raise ValueError(f"only CSNLN models are exported, got {type(net).__name__}")
     net = net.float().cpu().eval()
     descriptor = describe(net)
-    plan = descriptor.tile_plan or TilePlan(tile=64, overlap=16, batch=8)
-    th, tw = (tile, tile) if isinstance(tile, int) else tile or (plan.tile, plan.tile)
-    overlap = plan.overlap if (th, tw) == (plan.tile, plan.tile) else min(16, min(th, tw) // 4)
-    margin = plan.margin if (th, tw) == (plan.tile, plan.tile) else 0
+    if tile is None:
+        tile = (preferred_plan(descriptor) or GENERIC_CPU_PLAN).tile
+    th, tw = (tile, tile) if isinstance(tile, int) else tile
     if min(th, tw) < 8:
         raise ValueError(f"tile must be at least 8 LR pixels, got {tw}x{th}")
+    descriptor = dataclasses.replace(descriptor, input_size=(th, tw))
+    plan = graph_plan(descriptor)
+    overlap, margin = plan.overlap, plan.margin
     for x in check_inputs:
         if tuple(x.shape[1:]) != (3, th, tw):
             raise ValueError(f"check inputs must be N x 3 x {th} x {tw}, got {tuple(x.shape)}")
@@ -151,8 +156,7 @@ def export_onnx(
         "output": f"N x 3 x {descriptor.scale * th} x {descriptor.scale * tw} float32 RGB",
         "opset": str(opset),
         "config": repr(net.config.to_dict()),
-        "memory_per_pixel": str(descriptor.memory_per_pixel),
-        "memory_constant": str(descriptor.memory_constant),
+        "weights": descriptor.weights or "",
     }
     for key, value in metadata.items():
         entry = graph.metadata_props.add()
@@ -179,6 +183,16 @@ def export_onnx(
         checked_batches=tuple(sorted({int(x.shape[0]) for x in inputs})),
         max_abs_difference=difference,
     )
+
+
+def graph_plan(descriptor: ModelDescriptor) -> Plan:
+    """How a runner tiles the graph ``descriptor`` describes (its ``input_size`` the export's
+    tile): the planner's plan on a CPU for an image larger than the tile, without a memory
+    bound, so a graph is run as its file's metadata says."""
+    assert descriptor.input_size is not None
+    h, w = descriptor.input_size
+    options = RunOptions(device="cpu", precision="fp32", max_memory=2**50, tile_streams=1)
+    return plan_run(descriptor, 4 * h, 4 * w, options)
 
 
 def _trace(net: CSNLN, tile: tuple[int, int], opset: int) -> Any:
@@ -247,16 +261,11 @@ class OnnxModel(nn.Module):
         self.scale = int(meta["scale"])
         h, _, w = meta["tile"].partition("x")
         self.tile = (int(h), int(w or h))
-        self._plan = TilePlan(
-            tile=min(self.tile),
-            overlap=int(meta["tile_overlap"]),
-            batch=int(meta.get("tile_batch", 8)),
-            margin=int(meta["tile_blend_margin"]),
-        )
-        self._memory = (int(meta.get("memory_per_pixel", 0)), int(meta.get("memory_constant", 0)))
+        self._config = ast.literal_eval(meta.get("config", "{}"))
+        self._weights = meta.get("weights") or None
         options = ort.SessionOptions()
         # The tiler runs CPU_STREAMS calls at once, each on its share of the threads.
-        from .inference.tiling import CPU_STREAMS
+        from .inference import CPU_STREAMS
 
         options.intra_op_num_threads = threads or max(1, torch.get_num_threads() // CPU_STREAMS)
         self.session = ort.InferenceSession(
@@ -270,9 +279,10 @@ class OnnxModel(nn.Module):
             scale=self.scale,
             tileable=True,
             precisions=("fp32",),
-            memory_per_pixel=self._memory[0],
-            memory_constant=self._memory[1],
-            tile_plan=self._plan,
+            architecture="CSNLN",
+            n_feats=int(self._config.get("n_feats", 0)),
+            weights=self._weights,
+            input_size=self.tile,
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -15,16 +15,16 @@ import torch
 from PIL import Image, features
 
 from .atomic import atomic_write
-from .imageio import (
-    _ALPHA_FORMATS,
-    _EXIF_FORMATS,
-    _FORMATS,
-    _ICC_FORMATS,
+from .image_formats import (
+    ALPHA_FORMATS,
+    EXIF_FORMATS,
+    FORMATS,
+    ICC_FORMATS,
     SUPPORTED_EXTENSIONS,
     PathLike,
-    _matching_icc,
-    _normalise_exif,
-    _tensor_to_hwc,
+    matching_icc,
+    normalise_exif,
+    tensor_to_hwc,
 )
 from .png16 import write_png16
 
@@ -32,7 +32,7 @@ __all__ = ["check_writable", "write_image", "write_picture"]
 
 
 def _format_for(path: Path) -> str:
-    fmt = _FORMATS.get(path.suffix.lower())
+    fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ValueError(
             f"unsupported output extension {path.suffix or '(none)'!r} for {path}; "
@@ -90,7 +90,7 @@ def write_image(
     fmt = _format_for(path)
     if bit_depth not in (8, 16):
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
-    if alpha is not None and fmt not in _ALPHA_FORMATS:
+    if alpha is not None and fmt not in ALPHA_FORMATS:
         warnings.warn(f"{path}: {fmt} has no transparency; alpha dropped", stacklevel=2)
         alpha = None
     sixteen = fmt == "PNG" or (fmt == "TIFF" and grey and alpha is None)
@@ -100,19 +100,19 @@ def write_image(
     dropped = [
         name
         for name, value, formats in (
-            ("colour profile", icc_profile, _ICC_FORMATS),
-            ("EXIF", exif, _EXIF_FORMATS),
+            ("colour profile", icc_profile, ICC_FORMATS),
+            ("EXIF", exif, EXIF_FORMATS),
         )
         if value and fmt not in formats
     ]
     if dropped:
         warnings.warn(f"{path}: {fmt} output drops the {' and '.join(dropped)}", stacklevel=2)
-    icc = icc_profile if fmt in _ICC_FORMATS else None
-    exif = _normalise_exif(exif) if fmt in _EXIF_FORMATS else None
+    icc = icc_profile if fmt in ICC_FORMATS else None
+    exif = normalise_exif(exif) if fmt in EXIF_FORMATS else None
     pixels_grey = grey and fmt != "WEBP"  # WebP has no greyscale: grey is written as RGB
-    icc = _matching_icc(icc, pixels_grey, f"{path}: ")
+    icc = matching_icc(icc, pixels_grey, f"{path}: ")
 
-    arr = _tensor_to_hwc(rgb, alpha, grey, np.uint16 if depth == 16 else np.uint8)
+    arr = tensor_to_hwc(rgb, alpha, grey, np.uint16 if depth == 16 else np.uint8)
     if grey and not pixels_grey:
         arr = np.concatenate([arr[:, :, :1]] * 3 + [arr[:, :, 1:]], axis=2)
 

@@ -11,7 +11,6 @@ end of this module. 16-bit greyscale PNG and TIFF go through Pillow ("I;16").
 
 from __future__ import annotations
 
-import os
 import struct
 import warnings
 import zlib
@@ -24,7 +23,17 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .data.image_files import IMAGE_SUFFIXES, expand_inputs
+from .data.image_files import expand_inputs
+from .image_formats import (
+    ORIENTATION,
+    SUPPORTED_EXTENSIONS,
+    PathLike,
+    matching_icc,
+    normalise_exif,
+    reset_orientation,
+    tensor_to_hwc,
+)
+from .image_writing import check_writable, write_image, write_picture
 from .png16 import decode_png16, is_png16_colour
 
 __all__ = [
@@ -41,25 +50,6 @@ __all__ = [
     "write_image",
     "write_picture",
 ]
-
-PathLike: TypeAlias = "str | os.PathLike[str]"
-
-#: What ``csnln upscale`` reads and writes: :data:`csnln.data.image_files.IMAGE_SUFFIXES`.
-SUPPORTED_EXTENSIONS = IMAGE_SUFFIXES
-_FORMATS = {
-    ".png": "PNG",
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".webp": "WEBP",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-    ".bmp": "BMP",
-}
-_ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
-_ICC_FORMATS = {"PNG", "JPEG", "WEBP", "TIFF"}
-_EXIF_FORMATS = {"PNG", "JPEG", "WEBP"}  # Pillow cannot write EXIF into TIFF or BMP
-_EXIF_PREFIX = b"Exif\x00\x00"
-_ORIENTATION = 0x0112
 
 
 class ImageReadError(ValueError):
@@ -128,39 +118,6 @@ def _parts_from_array(array: np.ndarray) -> Parts:
     return rgb, alpha, grey, depth
 
 
-def _tensor_to_hwc(
-    rgb: torch.Tensor, alpha: torch.Tensor | None, grey: bool, dtype: np.dtype
-) -> np.ndarray:
-    """(3|1)xHxW tensor (+ alpha) -> HxWxC array of ``dtype``; clamped to [0, 1], rounded."""
-    # One float copy of the image at a time (then in place): the memory planner counts on it.
-    x = _chw(rgb, "rgb", (1, 3))
-    if grey:
-        x = x.mean(0, keepdim=True)
-    elif x.shape[0] == 1:
-        x = x.expand(3, -1, -1)
-    if alpha is not None:
-        a = _chw(alpha, "alpha", (1,))
-        if a.shape[1:] != x.shape[1:]:
-            raise ValueError(f"alpha is {tuple(a.shape[1:])} but rgb is {tuple(x.shape[1:])}")
-        x = torch.cat([x, a])
-    x = torch.nan_to_num(x, nan=0.0).clamp_(0.0, 1.0)
-    dtype = np.dtype(dtype)
-    if dtype.kind == "f":
-        return np.ascontiguousarray(x.permute(1, 2, 0).numpy(), dtype=dtype)
-    top = float(np.iinfo(dtype).max)
-    return np.ascontiguousarray(x.mul_(top).round_().permute(1, 2, 0).numpy(), dtype=dtype)
-
-
-def _chw(t: torch.Tensor, name: str, channels: tuple[int, ...]) -> torch.Tensor:
-    t = torch.as_tensor(t).detach()
-    if t.ndim == 2:
-        t = t[None]
-    if t.ndim != 3 or t.shape[0] not in channels:
-        want = " or ".join(f"{c}xHxW" for c in channels)
-        raise ValueError(f"{name} must be {want}, got shape {tuple(t.shape)}")
-    return t.to("cpu", torch.float32)
-
-
 def _normal_mode(img: Image.Image) -> str:
     """The mode among L, LA, RGB, RGBA, I;16, I, F that represents ``img`` without loss."""
     mode = img.mode
@@ -208,7 +165,7 @@ def image_from_pil(img: Image.Image) -> LoadedImage:
         grey,
         depth,
         img.info.get("icc_profile") or None,
-        _normalise_exif(img.info.get("exif")),
+        normalise_exif(img.info.get("exif")),
         img.format or "",
         Path(filename) if filename else None,
     )
@@ -225,7 +182,7 @@ def to_array(
     like = np.asarray(like)
     channels = 1 if like.ndim == 2 else like.shape[-1]
     _check_alpha(channels in (2, 4), alpha)
-    out = _tensor_to_hwc(rgb, alpha, channels <= 2, like.dtype)
+    out = tensor_to_hwc(rgb, alpha, channels <= 2, like.dtype)
     return out[:, :, 0] if like.ndim == 2 else out
 
 
@@ -240,7 +197,7 @@ def to_pil(
     mode = _normal_mode(like)
     _check_alpha(mode in ("LA", "RGBA"), alpha)
     dtype = {"I;16": np.uint16, "I": np.uint16, "F": np.float32}.get(mode, np.uint8)
-    arr = _tensor_to_hwc(rgb, alpha, mode in ("L", "LA", "I;16", "I", "F"), dtype)
+    arr = tensor_to_hwc(rgb, alpha, mode in ("L", "LA", "I;16", "I", "F"), dtype)
     if arr.shape[2] == 1:
         arr = arr[:, :, 0]
     out = Image.fromarray(arr.astype(np.int32) if mode == "I" else arr)
@@ -291,7 +248,7 @@ def read_image(path: PathLike) -> LoadedImage:
         text = str(exc) or type(exc).__name__
         reason = "truncated file" if "truncat" in text.lower() else f"corrupt image ({text})"
         raise ImageReadError(path, reason) from exc
-    icc = _matching_icc(icc, grey, f"{path}: ")
+    icc = matching_icc(icc, grey, f"{path}: ")
     return LoadedImage(rgb, alpha, grey, depth, icc, exif, fmt, path)
 
 
@@ -309,23 +266,23 @@ def _read_with_pillow(img: Image.Image, path: Path) -> _Decoded:
         if max(bits if isinstance(bits, tuple) else (bits,)) > 8:
             warnings.warn(f"{path}: 16-bit colour TIFF is read as 8-bit", stacklevel=3)
     icc = img.info.get("icc_profile") or None
-    exif = _normalise_exif(img.info.get("exif"))
-    if img.getexif().get(_ORIENTATION, 1) != 1:
+    exif = normalise_exif(img.info.get("exif"))
+    if img.getexif().get(ORIENTATION, 1) != 1:
         ImageOps.exif_transpose(img, in_place=True)
         if exif is not None:
-            exif = _reset_orientation(exif)
+            exif = reset_orientation(exif)
     rgb, alpha, grey, depth = _parts_from_pil(img)
     return rgb, alpha, grey, depth, icc, exif
 
 
 def _read_png16_file(path: Path) -> _Decoded:
     arr, icc, exif = decode_png16(path.read_bytes())
-    exif = _normalise_exif(exif)
+    exif = normalise_exif(exif)
     if exif is not None:
         orientation = Image.Exif()
         orientation.load(exif)
-        arr = _orient_array(arr, orientation.get(_ORIENTATION, 1))
-        exif = _reset_orientation(exif)
+        arr = _orient_array(arr, orientation.get(ORIENTATION, 1))
+        exif = reset_orientation(exif)
     rgb, alpha, grey, depth = _parts_from_array(arr)
     return rgb, alpha, grey, depth, icc, exif
 
@@ -345,54 +302,3 @@ _ORIENT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
 def _orient_array(arr: np.ndarray, orientation: int) -> np.ndarray:
     fix = _ORIENT.get(orientation)
     return arr if fix is None else np.ascontiguousarray(fix(arr))
-
-
-def _normalise_exif(exif: bytes | Image.Exif | None) -> bytes | None:
-    """EXIF as bytes with the ``Exif\\0\\0`` prefix (as Pillow's JPEG/PNG readers give it)."""
-    if isinstance(exif, Image.Exif):
-        exif = exif.tobytes()
-    if not exif:
-        return None
-    exif = bytes(exif)
-    return exif if exif.startswith(_EXIF_PREFIX) else _EXIF_PREFIX + exif
-
-
-def _reset_orientation(exif: bytes) -> bytes:
-    """Set the IFD0 orientation tag to 1, patching it in place so the rest stays byte-exact."""
-    tiff = bytearray(exif[len(_EXIF_PREFIX) :])
-    try:
-        order = {b"II": "<", b"MM": ">"}[bytes(tiff[:2])]
-        (ifd,) = struct.unpack_from(order + "I", tiff, 4)
-        (count,) = struct.unpack_from(order + "H", tiff, ifd)
-        for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
-            tag, kind, n = struct.unpack_from(order + "HHI", tiff, entry)
-            if tag == _ORIENTATION and kind == 3 and n == 1:  # SHORT, as the standard says
-                struct.pack_into(order + "H", tiff, entry + 8, 1)
-                return _EXIF_PREFIX + bytes(tiff)
-    except (KeyError, struct.error):
-        pass
-    parsed = Image.Exif()  # unusual layout: let Pillow rewrite it
-    parsed.load(exif)
-    if _ORIENTATION in parsed:
-        parsed[_ORIENTATION] = 1
-    return parsed.tobytes()
-
-
-def _matching_icc(icc: bytes | None, grey: bool, where: str) -> bytes | None:
-    """Drop (with a warning) an ICC profile whose colour space does not fit the pixels."""
-    if not icc or len(icc) < 20:
-        return None
-    space = icc[16:20]
-    if space == (b"GRAY" if grey else b"RGB "):
-        return icc
-    pixels = "greyscale" if grey else "RGB"
-    warnings.warn(
-        f"{where}dropping the {space.decode('latin-1').strip()} colour profile: "
-        f"it does not apply to {pixels} pixels",
-        stacklevel=3,
-    )
-    return None
-
-
-# Writing lives in its own module; it imports the names above, so it comes last.
-from .image_writing import check_writable, write_image, write_picture  # noqa: E402

@@ -114,22 +114,37 @@ def line_chart(
     x_label: str = "training step",
     y_label: str = "PSNR (dB)",
     refs: Mapping[str, float] | None = None,
+    bands: Mapping[str, Sequence[tuple[float, float, float]]] | None = None,
+    value_format: str = ".2f",
     size: tuple[int, int] = (900, 520),
 ) -> Path:
     """One line per series of (x, y) points, the legend on the right with each series' last
-    value; ``refs`` are horizontal reference lines. Written atomically; returns ``out``."""
+    value (``value_format``); ``refs`` are horizontal reference lines; ``bands`` (by series
+    name: (x, low, high) points, e.g. the seeds' range) are shaded in the series' colour.
+    Written atomically; returns ``out``."""
     refs = dict(refs or {})
+    bands = dict(bands or {})
     points = [p for s in series.values() for p in s]
     if not points:
         raise ValueError("nothing to plot: every series is empty")
+    edges = [v for band in bands.values() for _, low, high in band for v in (low, high)]
     x_range = (0.0, max(x for x, _ in points))
-    y_range = _range([y for _, y in points] + list(refs.values()), 0.1)
+    y_range = _range([y for _, y in points] + edges + list(refs.values()), 0.1)
     image = Image.new("RGB", size, "white")
     axes = _Axes(ImageDraw.Draw(image), size, x_range, y_range)
     # whole numbers for steps; decimals where the axis spans a few units (CPU-hours)
     axes.frame(title, x_label, y_label, ",.0f" if x_range[1] >= 10 else ".2f")
     axes.reference_lines(refs)
     d = axes.draw
+    for i, name in enumerate(series):
+        band = [b for b in bands.get(name, []) if math.isfinite(b[1]) and math.isfinite(b[2])]
+        if len(band) > 1:
+            tint = tuple(255 - (255 - c) // 4 for c in COLOURS[i % len(COLOURS)])
+            outline = [axes.xy(x, high) for x, _, high in band]
+            outline += [axes.xy(x, low) for x, low, _ in reversed(band)]
+            d.polygon(outline, fill=tint)
+    if bands:
+        axes.reference_lines(refs)  # over the shading
     for i, (name, curve) in enumerate(series.items()):
         colour = COLOURS[i % len(COLOURS)]
         line = [axes.xy(x, y) for x, y in curve if math.isfinite(y)]
@@ -137,7 +152,7 @@ def line_chart(
             d.line(line, fill=colour, width=2)
         for px, py in line:
             d.ellipse([px - 2, py - 2, px + 2, py + 2], fill=colour)
-        last = f": {curve[-1][1]:.2f}" if curve else ""
+        last = f": {curve[-1][1]:{value_format}}" if curve else ""
         axes.legend(i, f"{name}{last}", colour)
     return _save(image, out)
 

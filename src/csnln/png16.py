@@ -173,5 +173,3 @@ def write_png16(stream: BinaryIO, arr: np.ndarray, icc: bytes | None, exif: byte
             stream.write(_chunk(b"IDAT", compressed))
     stream.write(_chunk(b"IDAT", deflate.flush()))
     stream.write(_chunk(b"IEND", b""))
-
-

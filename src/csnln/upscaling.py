@@ -31,9 +31,7 @@ the scale. Loaded models are cached per process, keyed by (spec, file stamp, sca
 
 from __future__ import annotations
 
-import functools
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -61,119 +59,23 @@ from .inference import (
     RunOptions,
     Upscaler,
     plan_run,
-    resolve_device,
 )
-from .models.bicubic import Bicubic
 from .models.descriptor import describe
-from .zoo import BUNDLED, bundled_models, load_model
+from .zoo import ModelSpec, model_label, resolve_model
 
 __all__ = [
     "ImageLike",
     "MemoryBudgetError",
     "ModelSpec",
-    "NoBundledModelError",
     "UpscalePlan",
-    "clear_model_cache",
-    "comparison_path",
-    "default_model_name",
-    "default_output_path",
-    "is_earlier_output",
-    "model_label",
     "plan_upscale",
-    "resolve_model",
     "upscale",
     "upscale_file",
 ]
 
 ImageLike = TypeVar("ImageLike", Image.Image, np.ndarray, torch.Tensor)
-ModelSpec = nn.Module | str | os.PathLike[str] | None
 Tile = int | Literal["auto"] | None
 PathArg = str | os.PathLike[str]
-
-
-class NoBundledModelError(LookupError):
-    """``model=None`` was asked for, but no bundled weights are installed for the scale."""
-
-    def __init__(self, scale: int) -> None:
-        self.scale = scale
-        super().__init__(
-            f"no bundled weights are installed for x{scale}: pass model='bicubic' "
-            f"(--model bicubic) or a checkpoint (.safetensors, or the authors' model_x{scale}.pt)"
-        )
-
-
-# --------------------------------------------------------------------------------------------
-# models
-# --------------------------------------------------------------------------------------------
-
-
-def default_model_name(scale: int) -> str:
-    """The bundled model used when none is given: the first name in :data:`csnln.zoo.BUNDLED`
-    whose ``x{scale}`` weights are installed. Raises :class:`NoBundledModelError`."""
-    installed = bundled_models()
-    for name in BUNDLED:
-        if scale in installed.get(name, {}):
-            return name
-    raise NoBundledModelError(scale)
-
-
-def model_label(model: ModelSpec, scale: int | None = None) -> str:
-    """A short name for ``model`` (for captions): ``bicubic``, ``csnln <bundled name>``, the
-    checkpoint's file stem, or the module's class name."""
-    if isinstance(model, nn.Module):
-        return "bicubic" if isinstance(model, Bicubic) else type(model).__name__.lower()
-    if model is None:
-        try:
-            return f"csnln {default_model_name(scale if scale is not None else 4)}"
-        except NoBundledModelError:
-            return "csnln"
-    text = os.fspath(model)
-    if text in BUNDLED:
-        return f"csnln {text}"
-    return text if text == "bicubic" else Path(text).stem
-
-
-@functools.lru_cache(maxsize=4)
-def _load_cached(
-    spec: str, stamp: tuple[int, int] | None, scale: int | None, device: str
-) -> nn.Module:
-    del stamp  # part of the cache key only: a rewritten checkpoint file is loaded again
-    return load_model(spec, scale).to(device).eval()
-
-
-def clear_model_cache() -> None:
-    """Forget the models loaded by :func:`resolve_model` (frees their memory)."""
-    _load_cached.cache_clear()
-
-
-def resolve_model(
-    model: ModelSpec, scale: int | None = 4, device: str | torch.device = "auto"
-) -> nn.Module:
-    """The model to run, on ``device``, in eval mode.
-
-    ``model``: an ``nn.Module`` (its ``scale`` must equal ``scale``; used as it is), a name or
-    path for :func:`csnln.zoo.load_model`, or ``None`` for the bundled default of ``scale``
-    (:class:`NoBundledModelError` when none is installed). ``scale=None`` takes the scale of a
-    checkpoint file. Loaded models are cached (see :func:`clear_model_cache`).
-    """
-    dev = resolve_device(device)
-    if isinstance(model, nn.Module):
-        own = describe(model).scale
-        if scale is not None and own != scale:
-            raise ValueError(f"the model upscales x{own}, but scale={scale} was asked for")
-        return model.to(dev).eval()
-    if model is None:
-        if scale is None:
-            raise ValueError("model=None (the bundled default) needs a scale")
-        spec = default_model_name(scale)
-    else:
-        spec = os.fspath(model)
-    stamp = None
-    path = Path(spec)
-    if spec != "bicubic" and spec not in BUNDLED and path.is_file():
-        info = path.stat()
-        spec, stamp = str(path.resolve()), (info.st_mtime_ns, info.st_size)
-    return _load_cached(spec, stamp, scale, str(dev))
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,28 +245,6 @@ def _upscale_tensor(image: torch.Tensor, model: nn.Module, options: RunOptions) 
 # --------------------------------------------------------------------------------------------
 # files
 # --------------------------------------------------------------------------------------------
-
-_OUTPUT_NAME = re.compile(r"^(?P<stem>.+)_x(?P<scale>\d+)(?P<compare>_compare)?$")
-
-
-def default_output_path(source: PathArg, scale: int, folder: PathArg | None = None) -> Path:
-    """``<stem>_x<scale><ext>`` beside ``source``, or in ``folder`` when given."""
-    source = Path(source)
-    name = f"{source.stem}_x{scale}{source.suffix}"
-    return (Path(folder) if folder is not None else source.parent) / name
-
-
-def comparison_path(output: PathArg) -> Path:
-    """Where ``--compare`` writes for an output file: ``<output stem>_compare.png`` beside it."""
-    output = Path(output)
-    return output.with_name(f"{output.stem}_compare.png")
-
-
-def is_earlier_output(path: PathArg, siblings: set[str]) -> bool:
-    """Whether ``path`` looks like a result of an earlier run (``<stem>_x<s>[_compare]``) whose
-    source stem is among ``siblings`` (or any ``_compare`` image)."""
-    match = _OUTPUT_NAME.match(Path(path).stem)
-    return bool(match) and (bool(match["compare"]) or match["stem"] in siblings)
 
 
 def _peek_header(path: PathArg) -> tuple[tuple[int, int], bool] | None:

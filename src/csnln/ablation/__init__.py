@@ -30,12 +30,11 @@ from .cost import (
     CostEstimate,
     VariantCost,
     estimate_cost,
-    mflop_per_pixel,
     seconds_per_image,
     step_seconds,
 )
 from .orchestration import holdout_files, load_results, run_study
-from .report import Summary, _at, _equal_time, summarise, verdict, write_report
+from .report import Summary, curve_at, equal_time, summarise, verdict, write_report
 from .runs import RunResult, eval_options, run_dir, run_one, train_config
 from .shipped import per_image_gains, write_attention_report
 from .studies import (
@@ -50,6 +49,7 @@ from .studies import (
     Budget,
     Variant,
     matched_local_width,
+    mflop_per_pixel,
     select_runs,
     study_runs,
     study_variants,
@@ -92,6 +92,6 @@ __all__ = [
     "per_image_gains",
     "write_attention_report",
     "write_report",
-    "_at",
-    "_equal_time",
+    "curve_at",
+    "equal_time",
 ]

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from ..models.network import CSNLN
-from .runs import _check_benchmarks, eval_options
-from .studies import SCALE, Budget, Variant, holdout_files, study_variants
+from .runs import check_benchmarks, eval_options
+from .studies import SCALE, Budget, Variant, holdout_files, mflop_per_pixel, study_variants
 
 log = logging.getLogger("csnln.ablation")
 PathArg = str | PathLike[str]
@@ -91,7 +91,7 @@ class CostEstimate:
         return "\n".join(lines)
 
 
-def _clock(device: torch.device) -> Callable[[], float]:
+def clock_for(device: torch.device) -> Callable[[], float]:
     """Process CPU time on a CPU (core-seconds: what 'CPU-hours' count, and unaffected by
     waiting for a busy core); wall time after a synchronize on a GPU."""
     if device.type == "cuda":
@@ -200,11 +200,11 @@ def estimate_cost(
     from ..evaluation import evaluate
 
     target = resolve_device(device)
-    clock = _clock(target)
+    clock = clock_for(target)
     set5 = str(Path(benchmarks) / "Set5")
     sets = [str(Path(benchmarks) / name) for name in budget.eval_sets]
     validation_set = holdout_files(budget, train_root) or sets[:1]
-    _check_benchmarks([set5, *sets, *validation_set])
+    check_benchmarks([set5, *sets, *validation_set])
     set5_pixels = _lr_pixels(set5)
     eval_ratio = sum(_lr_pixels(s) for s in sets) / set5_pixels
     validation_ratio = sum(_lr_pixels(s) for s in validation_set) / set5_pixels
@@ -255,17 +255,6 @@ def estimate_cost(
         torch.set_num_threads(saved)
     clock_name = "CPU" if target.type == "cpu" else "GPU"
     return CostEstimate(budget=budget, clock=clock_name, variants=costs)
-
-
-def mflop_per_pixel(model: CSNLN, size: int) -> float:
-    """Forward MFLOP per LR pixel on a ``size`` x ``size`` input (convolutions and matmuls,
-    as torch's FLOP counter counts them: a multiply-add is 2 FLOP)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(torch.rand(1, 3, size, size))
-    return counter.get_total_flops() / (size * size) / 1e6
 
 
 def seconds_per_image(model: CSNLN, folder: str, budget: Budget, repeats: int = 2) -> float:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from os import PathLike
 from pathlib import Path
 
-from .runs import RunResult, _check_benchmarks, run_dir, run_one
+from .runs import RunResult, check_benchmarks, run_dir, run_one
 from .studies import Budget, Variant, holdout_files, select_runs, study_runs, study_variants
 
 log = logging.getLogger("csnln.ablation")
@@ -23,7 +23,7 @@ def _check_data(train_dirs: Sequence[str], eval_sets: Sequence[str]) -> None:
         raise FileNotFoundError(
             f"no training folder matches {', '.join(train_dirs)} (give --train-data)"
         )
-    _check_benchmarks(eval_sets)
+    check_benchmarks(eval_sets)
 
 
 def run_study(

@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_write
-from .cost import _clock, mflop_per_pixel, seconds_per_image
+from .cost import clock_for, seconds_per_image
 from .cost import step_costs as measure_step_costs
 from .orchestration import load_results
 from .runs import RunResult, refuse_to_replace
-from .studies import EVAL_SETS, REFERENCE, SCALE, STUDIES, Budget, Variant
+from .studies import EVAL_SETS, REFERENCE, SCALE, STUDIES, Budget, Variant, mflop_per_pixel
 
 log = logging.getLogger("csnln.ablation")
 PathArg = str | PathLike[str]
@@ -59,7 +59,7 @@ def verdict(delta: float, noise: float, seeds: int) -> str:
     return f"{'better' if delta > 0 else 'worse'}, beyond the spread"
 
 
-def _mean_curve(runs: Sequence[RunResult]) -> list[tuple[float, float]]:
+def mean_curve(runs: Sequence[RunResult]) -> list[tuple[float, float]]:
     by_step: dict[int, list[float]] = {}
     for r in runs:
         for step, value in r.curve:
@@ -166,12 +166,12 @@ def write_report(
             + f" | {reading} |"
         )
         points[name] = (mflop, summary.psnr[sets[0]], summary.psnr_range[sets[0]])
-        curves[name] = _mean_curve(found[variant])
+        curves[name] = mean_curve(found[variant])
     if study == "depth":
         lines += _unroll_table(found, budget, sets)
     time_curves: dict[str, list[tuple[float, float]]] = {}
     if study == "width" and timing:
-        section, time_curves = _equal_time(found, budget, option)
+        section, time_curves = equal_time(found, budget, option)
         lines += section
     plots = []
     if any(curves.values()):
@@ -216,7 +216,7 @@ def _short(variant: Variant, option: str, budget: Budget) -> str:
     return f"{variant.depth} step{'s' if variant.depth != 1 else ''}"
 
 
-def _at(curve: Sequence[tuple[float, float]], x: float) -> float | None:
+def curve_at(curve: Sequence[tuple[float, float]], x: float) -> float | None:
     """``curve`` (increasing x) read at ``x`` by linear interpolation; None outside it."""
     for (x0, y0), (x1, y1) in zip(curve, curve[1:], strict=False):
         if x0 <= x <= x1:
@@ -226,7 +226,7 @@ def _at(curve: Sequence[tuple[float, float]], x: float) -> float | None:
     return None
 
 
-def _equal_time(
+def equal_time(
     found: dict[Variant, list[RunResult]],
     budget: Budget,
     option: str,
@@ -240,7 +240,7 @@ def _equal_time(
     from ..device import resolve_device
 
     target = resolve_device("auto")
-    clock = _clock(target)
+    clock = clock_for(target)
     clock_name = "CPU" if target.type == "cpu" else "GPU"
     costs: dict[Variant, float] = {}
     curves: dict[Variant, list[tuple[float, float]]] = {}
@@ -251,7 +251,7 @@ def _equal_time(
     for variant in finished:
         runs = found[variant]
         costs[variant] = measured[variant]
-        curves[variant] = [(step * costs[variant] / 60, p) for step, p in _mean_curve(runs)]
+        curves[variant] = [(step * costs[variant] / 60, p) for step, p in mean_curve(runs)]
         # A curve validated as the final evaluation ends on the final Set5 score; one that
         # does not (runs validated with other tiles before the budget changed) cannot be
         # compared point by point: only its end, the final score, is kept.
@@ -298,7 +298,7 @@ def _equal_time(
         cells = ["", "", "", ""]
         if reference in curves and variant != reference:
             when = min(curves[variant][-1][0], curves[reference][-1][0])
-            mine, theirs = _at(curves[variant], when), _at(curves[reference], when)
+            mine, theirs = curve_at(curves[variant], when), curve_at(curves[reference], when)
             if mine is not None and theirs is not None:
                 cells = [f"{when:.1f}", f"{mine:.3f}", f"{theirs:.3f}", f"{mine - theirs:+.3f}"]
             else:  # the time falls inside a curve kept only at its end

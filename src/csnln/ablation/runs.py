@@ -149,10 +149,11 @@ def train_config(
 
 
 @contextlib.contextmanager
-def _claim(folder: Path) -> Iterator[bool]:
-    """Hold ``folder/.lock`` while training: yields False when a live process holds it."""
+def claim(folder: Path, name: str = ".lock") -> Iterator[bool]:
+    """Hold ``folder/name`` while working on a run (training it, sweeping it): yields False
+    when a live process holds it, so two processes on one study share its runs."""
     folder.mkdir(parents=True, exist_ok=True)
-    lock = folder / ".lock"
+    lock = folder / name
     try:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
@@ -224,7 +225,7 @@ def run_one(
         return done
     if done is None and not train:
         return None
-    with _claim(folder) as mine:
+    with claim(folder) as mine:
         if not mine:
             return None
         if threads:
@@ -318,7 +319,7 @@ def _train_seconds(folder: Path, fallback: float) -> float:
     return total or fallback
 
 
-def _check_benchmarks(eval_sets: Sequence[str]) -> None:
+def check_benchmarks(eval_sets: Sequence[str]) -> None:
     for folder in eval_sets:
         if not Path(folder).exists():
             raise FileNotFoundError(f"benchmark folder {folder} not found (give --benchmarks)")

@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_write
-from .cost import _clock, mflop_per_pixel, seconds_per_image, step_costs
+from .cost import clock_for, seconds_per_image, step_costs
 from .orchestration import load_results
-from .report import _at, _mean_curve
+from .report import curve_at, mean_curve
 from .runs import RunResult, refuse_to_replace
-from .studies import REFERENCE, Budget, Variant
+from .studies import REFERENCE, Budget, Variant, mflop_per_pixel
 
 PathArg = str | PathLike[str]
 
@@ -114,7 +114,7 @@ def write_attention_report(
     points: dict[str, dict[str, tuple[float, float, float]]] = {s: {} for s in sets}
     costs: dict[Variant, float] = {}
     target_device = torch.device("cpu")
-    clock = _clock(target_device)
+    clock = clock_for(target_device)
     set5 = str(Path(benchmarks) / "Set5") if benchmarks is not None else ""
     if timing:
         costs = step_costs([v for v, runs in found.items() if runs], budget, target_device, clock)
@@ -155,7 +155,7 @@ def write_attention_report(
             )
             plots.append(f"![PSNR against MFLOP per pixel, {s}](attention_cost_{s}.png)")
     curves = {
-        _name(v, budget): [(step * costs[v] / 3600, p) for step, p in _mean_curve(runs)]
+        _name(v, budget): [(step * costs[v] / 3600, p) for step, p in mean_curve(runs)]
         for v, runs in found.items()
         if runs and v in costs
     }
@@ -206,7 +206,7 @@ def _comparisons(
         "|---|" + "---:|" * (len(sets) + 1),
     ]
     ref_curve = (
-        [(step * costs[reference], p) for step, p in _mean_curve(mine)]
+        [(step * costs[reference], p) for step, p in mean_curve(mine)]
         if reference in costs
         else []
     )
@@ -228,9 +228,9 @@ def _comparisons(
             cells.append(f"{delta:+.3f} (± {spread:.3f})")
         equal_time = ""
         if ref_curve and variant in costs:
-            curve = [(step * costs[variant], p) for step, p in _mean_curve(runs)]
+            curve = [(step * costs[variant], p) for step, p in mean_curve(runs)]
             when = min(curve[-1][0], ref_curve[-1][0])
-            x, y = _at(ref_curve, when), _at(curve, when)
+            x, y = curve_at(ref_curve, when), curve_at(curve, when)
             if x is not None and y is not None:
                 equal_time = f"{x - y:+.3f} at {when / 3600:.2f} CPU-h"
         lines.append(f"| {_name(variant, budget)} | " + " | ".join(cells) + f" | {equal_time} |")

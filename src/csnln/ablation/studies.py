@@ -242,7 +242,6 @@ def matched_local_width(budget: Budget) -> int:
 
 @functools.cache
 def _matched_local_width(n_feats: int, depth: int, tile: int) -> int:
-    from .cost import mflop_per_pixel  # cost imports this module
 
     target = mflop_per_pixel(CSNLN(SCALE, n_feats, depth), tile)
     widths = range(n_feats + 2, 2 * n_feats + 1, 2)
@@ -316,3 +315,15 @@ def holdout_files(budget: Budget, train_root: PathArg | None) -> list[str]:
             "(the folder holding T91/, BSD200/, ...: --train-root)"
         )
     return validation_files(train_root)
+
+
+def mflop_per_pixel(model: CSNLN, size: int) -> float:
+    """Forward MFLOP per LR pixel on a ``size`` x ``size`` input (convolutions and matmuls,
+    as torch's FLOP counter counts them: a multiply-add is 2 FLOP)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.rand(1, 3, size, size))
+    return counter.get_total_flops() / (size * size) / 1e6

@@ -14,6 +14,7 @@ stopped sweep continues where it stopped.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ def score_window(model: torch.nn.Module, crops: list, window: int) -> SweepPoint
 
     options = RunOptions(
         precision="fp32",
-        tile=window or None,
+        tile=window,
         tile_overlap=window // 4 if window else None,
         tile_batch=4 if window else None,
         tile_streams=1,
@@ -135,30 +136,69 @@ def sweep_table(
     set_name: str,
     reference: Variant,
     windows: Sequence[int] = WINDOWS,
-) -> tuple[str, dict[str, list[tuple[float, float]]]]:
+) -> tuple[str, dict[str, list[tuple[float, float]]], dict[str, list[tuple[float, float, float]]]]:
     """A markdown table of PSNR minus the reference's (same study) per window on
-    ``set_name``, mean over seeds with the seed range, and the chart's series."""
+    ``set_name``, mean over seeds with the seed range; the chart's series (x, mean
+    difference) and bands (x, lowest and highest seed's difference)."""
     header = "| study | variant | seeds | " + " | ".join(_label(w) for w in windows) + " |"
     lines = [header, "|---|---|---|" + "---|" * len(windows)]
     series: dict[str, list[tuple[float, float]]] = {}
+    bands: dict[str, list[tuple[float, float, float]]] = {}
     for (study, variant), seeds in results.items():
         ref = results.get((study, reference), [])
-        cells, points = [], []
+        cells, points, band = [], [], []
         for window in windows:
             values = [s[set_name][window].psnr for s in seeds if window in s.get(set_name, {})]
             refs = [s[set_name][window].psnr for s in ref if window in s.get(set_name, {})]
             if not values or not refs:
                 cells.append("")
                 continue
-            delta = sum(values) / len(values) - sum(refs) / len(refs)
+            ref_mean = sum(refs) / len(refs)
+            delta = sum(values) / len(values) - ref_mean
             spread = (max(values) - min(values)) / 2
             absolute = sum(values) / len(values)
             cells.append(f"{absolute:.3f} ({delta:+.3f} ± {spread:.3f})")
             points.append((window or CROP, delta))
+            band.append((window or CROP, min(values) - ref_mean, max(values) - ref_mean))
         lines.append(f"| {study} | {variant.key} | {len(seeds)} | " + " | ".join(cells) + " |")
         if points and variant != reference:
             series[f"{variant.key} ({study})"] = points
-    return "\n".join(lines), series
+            bands[f"{variant.key} ({study})"] = band
+    return "\n".join(lines), series, bands
+
+
+def mean_psnr(seeds: list[dict[str, dict[int, SweepPoint]]], set_name: str, window: int) -> float:
+    """Mean PSNR over the seeds that scored ``window`` on ``set_name`` (nan: none did)."""
+    values = [s[set_name][window].psnr for s in seeds if window in s.get(set_name, {})]
+    return sum(values) / len(values) if values else math.nan
+
+
+def chosen_windows(
+    results: dict[tuple[str, Variant], list[dict[str, dict[int, SweepPoint]]]],
+    test_sets: Sequence[str],
+    windows: Sequence[int] = WINDOWS,
+) -> list[str]:
+    """The report's first table: each run's window chosen on the validation split (its
+    best mean PSNR there), and its PSNR on the test sets at that window."""
+    lines = [
+        "## The window chosen on the validation split",
+        "",
+        "Each variant's window with the best mean PSNR on the held-out split; the test sets "
+        "at that window (mean over seeds).",
+        "",
+        "| study | variant | window | holdout | " + " | ".join(test_sets) + " |",
+        "|---|---|---|---|" + "---|" * len(test_sets),
+    ]
+    for (study, variant), seeds in results.items():
+        scored = [(mean_psnr(seeds, "holdout", w), w) for w in windows]
+        scored = [(p, w) for p, w in scored if math.isfinite(p)]
+        if not scored:
+            continue
+        best, window = max(scored)
+        cells = [f"{mean_psnr(seeds, name, window):.3f}" for name in test_sets]
+        row = f"| {study} | {variant.key} | {_label(window)} | {best:.3f} | "
+        lines.append(row + " | ".join(cells) + " |")
+    return lines
 
 
 def _label(window: int) -> str:
@@ -175,23 +215,38 @@ def write_window_report(
     command: str,
     report: Path,
     on_point: Callable[[str, str, int, SweepPoint], None] | None = None,
+    poll_seconds: float = 20.0,
 ) -> Path:
     """Sweep every finished run of ``studies`` (name -> budget) for ``variants`` and write
-    ``report`` (markdown) with one chart per set."""
+    ``report`` (markdown) with one chart per set. Two processes share the runs (each run's
+    ``.sweep.lock``); each waits for the other's and writes the whole report."""
     from ..plots import line_chart
-    from .runs import run_dir
+    from .runs import claim, run_dir
 
     sets = sweep_sets(benchmarks, holdout)
+    runs = [
+        (study, variant, run_dir(out, budget, variant, seed))
+        for seed in sorted({seed for budget in studies.values() for seed in budget.seeds})
+        for study, budget in studies.items()  # every arm's first seed first: a sweep cut
+        for variant in variants  # short has them all
+        if seed in budget.seeds
+    ]
+    runs = [run for run in runs if (run[2] / "result.json").is_file()]
+    scored: dict[Path, dict[str, dict[int, SweepPoint]]] = {}
+    while len(scored) < len(runs):  # a run another process is sweeping: the next pass
+        for _, _, folder in runs:
+            if folder in scored:
+                continue
+            with claim(folder, ".sweep.lock") as mine:
+                if mine:
+                    scored[folder] = sweep_run(folder, sets, on_point=on_point)
+        if len(scored) < len(runs):
+            time.sleep(poll_seconds)
     results: dict[tuple[str, Variant], list[dict[str, dict[int, SweepPoint]]]] = {}
-    seeds = sorted({seed for budget in studies.values() for seed in budget.seeds})
-    for seed in seeds:  # every arm's first seed first: a sweep cut short has them all
-        for study, budget in studies.items():
-            for variant in variants:
-                folder = run_dir(out, budget, variant, seed)
-                if seed not in budget.seeds or not (folder / "result.json").is_file():
-                    continue
-                scores = sweep_run(folder, sets, on_point=on_point)
-                results.setdefault((study, variant), []).append(scores)
+    for study, variant, folder in sorted(
+        runs, key=lambda r: (list(studies).index(r[0]), list(variants).index(r[1]))
+    ):
+        results.setdefault((study, variant), []).append(scored[folder])
     reference = variants[1] if len(variants) > 1 else variants[0]
     parts = [
         "# PSNR against the test window",
@@ -202,8 +257,10 @@ def write_window_report(
         "a quarter, or the whole crop. Cells: mean PSNR (Y) over the seeds, then the "
         f"difference to `{reference.key}` of the same study ± half the seed range.",
     ]
+    if "holdout" in sets:
+        parts += ["", *chosen_windows(results, [n for n in sets if n != "holdout"])]
     for name in sets:
-        table, series = sweep_table(results, name, reference)
+        table, series, bands = sweep_table(results, name, reference)
         parts += ["", f"## {name}", "", table]
         if series:
             chart = report.with_name(f"{report.stem}_{name}.png")
@@ -211,9 +268,11 @@ def write_window_report(
                 series,
                 chart,
                 title=f"PSNR minus {reference.key}'s against the window, {name}",
-                x_label="LR window (tile side; whole crop = 120)",
+                x_label=f"LR window (tile side; whole crop = {CROP})",
                 y_label="dB",
                 refs={"0": 0.0},
+                bands=bands,
+                value_format="+.3f",
             )
             parts += ["", f"![{name}]({chart.name})"]
     seconds = ["", "## CPU seconds per crop (1 thread, median of the sets)", ""]

@@ -13,6 +13,18 @@ if TYPE_CHECKING:
     from ..inference import RunOptions
 
 
+def add_tile_argument(group: argparse._ActionsContainer) -> None:
+    """``--tile``, as upscale and eval take it (each in its own exclusive group)."""
+    group.add_argument(
+        "--tile",
+        type=int,
+        metavar="N",
+        help="run the model on overlapping N x N LR tiles blended without seams (0: always "
+        "the whole image; default: the model's measured tile plan on a CPU; on a GPU the "
+        "whole image when it fits the memory budget, else the largest tile that does)",
+    )
+
+
 def add_tile_options(parser: argparse.ArgumentParser) -> None:
     """``--tile-overlap``, ``--tile-batch``, ``--tile-streams`` and ``--tile-margin`` (the fields of
     :class:`csnln.inference.RunOptions` that refine a tile plan), as upscale and eval take them."""
@@ -57,10 +69,10 @@ def exists_error(exc: FileExistsError) -> str:
 def run_options(args: argparse.Namespace, *, chop: bool = False) -> RunOptions:
     """The :class:`~csnln.inference.RunOptions` of a command's tile/precision/device/memory
     arguments (``--tile 0``: whole images); a bad value raises ValueError naming it."""
-    from ..inference import RunOptions
+    from ..inference import RunOptions, check_tile
 
     return RunOptions(
-        tile="auto" if args.tile is None else (args.tile or None),
+        tile="auto" if args.tile is None else check_tile(args.tile, "--tile"),
         tile_overlap=args.tile_overlap,
         tile_batch=args.tile_batch,
         tile_streams=args.tile_streams,

@@ -31,8 +31,7 @@ from ..data.protocol import load_rgb
 from ..imageio import write_picture
 from ..models.network import CSNLN, MIN_INPUT_SIZE
 from ..models.official import CheckpointError
-from ..upscaling import default_model_name
-from ..zoo import load_model
+from ..zoo import default_model_name, load_model
 from . import exists_error
 
 #: LR pixels of the window the attention sees by default (the web app's).

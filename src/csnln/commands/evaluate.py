@@ -42,8 +42,8 @@ from ..evaluation import (
     write_json,
 )
 from ..models.official import CheckpointError
-from ..upscaling import default_model_name, model_label
-from . import add_tile_options, run_options
+from ..zoo import default_model_name, model_label
+from . import add_tile_argument, add_tile_options, run_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,14 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="average the outputs of the 8 flips/transposes of each image (x8 slower)",
     )
     tiling = parser.add_mutually_exclusive_group()
-    tiling.add_argument(
-        "--tile",
-        type=int,
-        metavar="N",
-        help="run the model on overlapping N x N LR tiles blended without seams (default: "
-        "the model's measured tile plan on a CPU, as `csnln upscale` runs it; on a GPU the "
-        "whole image when it fits the memory)",
-    )
+    add_tile_argument(tiling)
     tiling.add_argument(
         "--chop",
         action="store_true",

@@ -17,11 +17,12 @@ import json
 import sys
 from pathlib import Path
 
+from ..inference.profiles import measured_plan
 from ..models.checkpoint import read_checkpoint, save_checkpoint
+from ..models.descriptor import describe
 from ..models.network import CSNLN
 from ..models.official import CheckpointError
-from ..upscaling import default_model_name
-from ..zoo import BUNDLED, bundled_models, load_model
+from ..zoo import BUNDLED, bundled_models, default_model_name, load_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -114,7 +115,7 @@ def _info_bundled(name: str, scale: int | None, as_json: bool) -> int:
             have = ", ".join(f"x{k}" for k in sorted(entry.files))
             raise ValueError(f"bundled model {name!r} has no x{s} weights (has: {have})")
         model = load_model(name, s)
-        plan = entry.tile_plans.get(s)
+        plan = measured_plan(describe(model))
         infos.append(
             {
                 "name": name,

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -47,21 +48,39 @@ from ..device import PRECISION_CHOICES, resolve_device, resolve_precision
 from ..distributed import DistInfo
 from ..imageio import SUPPORTED_EXTENSIONS, ImageReadError, check_writable, expand_inputs
 from ..models.descriptor import describe
-from ..models.network import MIN_INPUT_SIZE
 from ..models.official import CheckpointError
 from ..progress import TileProgress, progress
-from ..upscaling import (
-    NoBundledModelError,
-    comparison_path,
-    default_output_path,
-    is_earlier_output,
-    model_label,
-    resolve_model,
-    upscale_file,
-)
-from . import add_tile_options, run_options
+from ..upscaling import upscale_file
+from ..zoo import NoBundledModelError, model_label, resolve_model
+from . import add_tile_argument, add_tile_options, run_options
 
 SCALES = (2, 3, 4)
+PathArg = str | os.PathLike[str]
+
+
+# Output naming: where `csnln upscale` writes, and what it takes for an earlier result.
+
+_OUTPUT_NAME = re.compile(r"^(?P<stem>.+)_x(?P<scale>\d+)(?P<compare>_compare)?$")
+
+
+def default_output_path(source: PathArg, scale: int, folder: PathArg | None = None) -> Path:
+    """``<stem>_x<scale><ext>`` beside ``source``, or in ``folder`` when given."""
+    source = Path(source)
+    name = f"{source.stem}_x{scale}{source.suffix}"
+    return (Path(folder) if folder is not None else source.parent) / name
+
+
+def comparison_path(output: PathArg) -> Path:
+    """Where ``--compare`` writes for an output file: ``<output stem>_compare.png`` beside it."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}_compare.png")
+
+
+def is_earlier_output(path: PathArg, siblings: set[str]) -> bool:
+    """Whether ``path`` looks like a result of an earlier run (``<stem>_x<s>[_compare]``) whose
+    source stem is among ``siblings`` (or any ``_compare`` image)."""
+    match = _OUTPUT_NAME.match(Path(path).stem)
+    return bool(match) and (bool(match["compare"]) or match["stem"] in siblings)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,14 +113,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "model for the scale, when installed)",
     )
     memory = parser.add_mutually_exclusive_group()
-    memory.add_argument(
-        "--tile",
-        type=int,
-        metavar="N",
-        help="run the model on overlapping N x N LR tiles (0: always the whole image; "
-        "default: the model's measured tile plan on a CPU; on a GPU the whole image when it "
-        "fits, else the largest tile that does)",
-    )
+    add_tile_argument(memory)
     memory.add_argument(
         "--max-memory",
         metavar="SIZE",
@@ -272,12 +284,6 @@ def _run(args: argparse.Namespace, info: DistInfo | None) -> int:
             _error(f"--threads must be at least 1, got {args.threads}")
             return 2
         torch.set_num_threads(args.threads)
-    if args.tile is not None and (args.tile < 0 or 0 < args.tile < MIN_INPUT_SIZE):
-        _error(
-            f"--tile must be 0 (whole image) or at least {MIN_INPUT_SIZE} LR pixels, "
-            f"got {args.tile}"
-        )
-        return 2
     try:  # every run option, validated once (RunOptions); the error names the value
         options = run_options(args)
     except ValueError as exc:
@@ -359,9 +365,7 @@ def _run(args: argparse.Namespace, info: DistInfo | None) -> int:
     written: list[str] = []
     failures: list[str] = []
     done = 0
-    images = progress(
-        total=len(jobs), unit="image", enabled=not args.no_progress and len(jobs) > 1
-    )
+    images = progress(total=len(jobs), unit="image", enabled=not args.no_progress and len(jobs) > 1)
     tiles = TileProgress(enabled=not args.no_progress)
     try:
         with warnings.catch_warnings():

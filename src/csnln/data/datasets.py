@@ -24,8 +24,6 @@ class DatasetEntry(NamedTuple):
     lr_path: Path | None
 
 
-
-
 def dataset_name(folder: PathArg) -> str:
     """The dataset's name: the folder's name, or its parent's when the folder is ``HR``."""
     path = Path(folder).resolve()
@@ -73,8 +71,7 @@ def find_dataset(folder: PathArg, scale: int) -> list[DatasetEntry]:
             else ""
         )
         raise FileNotFoundError(
-            f"no images in dataset folder {where}: expected {', '.join(IMAGE_SUFFIXES)} "
-            f"files{hint}"
+            f"no images in dataset folder {where}: expected {', '.join(IMAGE_SUFFIXES)} files{hint}"
         )
     lr_files: dict[str, Path] = {}
     if lr_dir is not None and lr_dir.is_dir():

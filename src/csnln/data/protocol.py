@@ -88,8 +88,6 @@ def quantize(sr: torch.Tensor) -> torch.Tensor:
     return sr.mul(255).clamp(0, 255).round().to(torch.uint8)
 
 
-
-
 def check_sizes(
     hr_size: tuple[int, int],
     lr_size: tuple[int, int] | None,
@@ -141,5 +139,3 @@ def prepare_pair(
     if lr is None:
         lr = to_uint8_matlab(imresize(hr.to(torch.float64), 1 / scale))
     return hr, lr
-
-

@@ -3,6 +3,8 @@
 Every function here takes LR batches ``N x 3 x h x w`` (float, [0, 1]) and returns
 ``N x 3 x sh x sw``. One job per module:
 
+* :mod:`.profiles`: run profiles, the one home of :class:`TilePlan`, the generic plan and
+  CPU limits, the default overlap, the memory model and the bundled models' measured plans;
 * :mod:`.options`: :class:`RunOptions` (how to run) and :class:`Plan` (how one image runs);
 * :mod:`.planner`: :func:`plan_run`, the tiling that fits the memory budget;
 * :mod:`.memory`: budgets, the memory model, free memory;
@@ -34,9 +36,21 @@ from .memory import (
     parse_memory,
     tile_for_memory,
 )
-from .options import CPU_TILE_PIXELS, GENERIC_CPU_PLAN, Plan, RunOptions
+from .options import Plan, RunOptions, TileChoice, check_tile
 from .planner import plan_run
-from .tiling import CPU_STREAMS, DEFAULT_OVERLAP, Forward, count_tiles, run_tiled, tile_starts
+from .profiles import (
+    CPU_STREAMS,
+    CPU_TILE_PIXELS,
+    DEFAULT_OVERLAP,
+    GENERIC_CPU_PLAN,
+    MEASURED_PLANS,
+    WHOLE,
+    MemoryModel,
+    TilePlan,
+    measured_plan,
+    memory_model,
+)
+from .tiling import Forward, count_tiles, run_tiled, tile_starts
 from .upscaler import Upscaler
 
 __all__ = [
@@ -44,14 +58,20 @@ __all__ = [
     "CPU_TILE_PIXELS",
     "DEFAULT_OVERLAP",
     "GENERIC_CPU_PLAN",
+    "MEASURED_PLANS",
+    "MemoryModel",
     "PRECISION_CHOICES",
     "Forward",
     "MemoryBudgetError",
     "Plan",
     "Precision",
     "RunOptions",
+    "TileChoice",
+    "TilePlan",
+    "WHOLE",
     "Upscaler",
     "available_memory",
+    "check_tile",
     "chop_fits",
     "chop_split",
     "chop_tile_count",
@@ -60,6 +80,8 @@ __all__ = [
     "cpu_has_bf16",
     "estimate_memory",
     "fast_bf16",
+    "measured_plan",
+    "memory_model",
     "output_bytes",
     "parse_memory",
     "plan_run",

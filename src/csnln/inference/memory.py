@@ -11,6 +11,7 @@ from torch import nn
 
 from ..models.descriptor import describe
 from ..models.network import MIN_INPUT_SIZE
+from .profiles import memory_model
 
 _FLOAT = 4  # bytes per float32
 
@@ -51,7 +52,7 @@ def estimate_memory(model: nn.Module, h: int, w: int, *, precision: str = "fp32"
     of tiles counts all of its pixels)."""
     # bf16/fp16 need less, but only float32 was measured: its bound is used for all precisions.
     del precision
-    return describe(model).memory(h, w)
+    return memory_model(describe(model))(h, w)
 
 
 def tile_for_memory(
@@ -59,8 +60,8 @@ def tile_for_memory(
 ) -> int:
     """The largest square LR tile whose estimated peak, ``batch`` tiles per call, fits
     ``budget`` bytes."""
-    descriptor = describe(model)
-    constant, unit = descriptor.memory_constant, descriptor.memory_per_pixel * batch
+    memory = memory_model(describe(model))
+    constant, unit = memory.constant, memory.per_pixel * batch
     if budget <= constant + unit * MIN_INPUT_SIZE**2:
         raise MemoryError(
             f"a memory budget of {budget / 2**30:.2f} GB cannot fit even a "

@@ -10,17 +10,29 @@ from typing import Any, Literal
 import torch
 
 from ..device import PRECISION_CHOICES
-from ..models.descriptor import TilePlan
 from ..models.network import MIN_INPUT_SIZE
 from .chop import chop_tile_count
 from .memory import parse_memory
+from .profiles import WHOLE
 from .tiling import count_tiles
 
-#: The plan for a model nobody measured a plan for (``ModelDescriptor.tile_plan`` None), on a
-#: CPU: whole images up to this many LR pixels (the attentions' cost per pixel grows with the
-#: piece), else tiles of 64 overlapping by 16.
-CPU_TILE_PIXELS = 96 * 96
-GENERIC_CPU_PLAN = TilePlan(tile=64, overlap=16, batch=1)
+TileChoice = int | Literal["auto"]
+
+
+def check_tile(tile: object, name: str = "tile") -> TileChoice:
+    """``tile`` if it is one: ``"auto"``, :data:`WHOLE` (0, the whole image) or an LR tile
+    side of at least :data:`~csnln.models.MIN_INPUT_SIZE`; else ValueError naming ``name``.
+    The one check of a tile, for the CLI, :class:`RunOptions` and configs alike."""
+    if tile == "auto" or (
+        isinstance(tile, int)
+        and not isinstance(tile, bool)
+        and (tile == WHOLE or tile >= MIN_INPUT_SIZE)
+    ):
+        return tile  # type: ignore[return-value]
+    raise ValueError(
+        f"{name} must be auto, 0 (the whole image) or an LR tile side >= {MIN_INPUT_SIZE}, "
+        f"got {tile!r}"
+    )
 
 
 @dataclass(frozen=True)
@@ -31,7 +43,7 @@ class RunOptions:
 
     ``tile``: ``"auto"`` (the default: on a CPU the model's measured tile plan, on a GPU the
     whole image when it fits the memory budget, else the largest tile that does), an LR tile
-    size, or None (or 0) for whole images. ``tile_overlap``/``tile_batch``: the tiles' overlap
+    size, or 0 (:data:`WHOLE`) for whole images. ``tile_overlap``/``tile_batch``: the tiles' overlap
     in LR pixels and tiles per model call (None: the plan's; an explicit tile overlaps by
     :data:`DEFAULT_OVERLAP`). ``tile_margin``: the outer pixels of each overlap left to the
     neighbouring tile in the blend (None: the plan's; 0 with an explicit tile).
@@ -44,7 +56,7 @@ class RunOptions:
     ``max_memory``: the memory budget in bytes (or ``"4GB"``), default: the free memory.
     """
 
-    tile: int | Literal["auto"] | None = "auto"
+    tile: TileChoice = "auto"
     tile_overlap: int | None = None
     tile_batch: int | None = None
     tile_margin: int | None = None
@@ -56,16 +68,7 @@ class RunOptions:
     max_memory: int | str | None = None
 
     def __post_init__(self) -> None:
-        tile = None if self.tile == 0 else self.tile
-        if (
-            tile is not None
-            and tile != "auto"
-            and (isinstance(tile, bool) or not isinstance(tile, int) or tile < MIN_INPUT_SIZE)
-        ):
-            raise ValueError(
-                f"tile must be an integer >= {MIN_INPUT_SIZE}, 'auto' or None, got {tile!r}"
-            )
-        object.__setattr__(self, "tile", tile)
+        tile = check_tile(self.tile)
         if self.tile_overlap is not None and self.tile_overlap < 0:
             raise ValueError(f"tile overlap must be >= 0, got {self.tile_overlap}")
         if self.tile_batch is not None and self.tile_batch < 1:
@@ -74,7 +77,7 @@ class RunOptions:
             raise ValueError(f"tile margin must be >= 0, got {self.tile_margin}")
         if self.tile_streams is not None and self.tile_streams < 1:
             raise ValueError(f"tile streams must be >= 1, got {self.tile_streams}")
-        if self.chop and tile not in ("auto", None):
+        if self.chop and tile not in ("auto", WHOLE):
             raise ValueError("give either a tile size or chop, not both")
         if self.precision not in PRECISION_CHOICES:
             raise ValueError(
@@ -89,7 +92,7 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class Plan:
-    """How one image is run: ``tile`` LR pixels square (None: whole) overlapping by
+    """How one image is run: ``tile`` LR pixels square (:data:`WHOLE`: not tiled) overlapping by
     ``overlap`` (its outer ``margin`` pixels left to the neighbour in the blend), ``batch``
     tiles per model call and ``streams`` calls at once, or the authors' chop; in ``precision``.
 
@@ -98,7 +101,7 @@ class Plan:
     planned for memory).
     """
 
-    tile: int | None
+    tile: int
     overlap: int
     batch: int = 1
     chop: bool = False

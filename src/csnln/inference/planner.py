@@ -19,8 +19,18 @@ from ..device import resolve_device, resolve_precision
 from ..models.descriptor import ModelDescriptor
 from ..models.network import MIN_INPUT_SIZE
 from .memory import MemoryBudgetError, _gb, available_memory, output_bytes
-from .options import CPU_TILE_PIXELS, GENERIC_CPU_PLAN, Plan, RunOptions
-from .tiling import CPU_STREAMS, DEFAULT_OVERLAP
+from .options import Plan, RunOptions
+from .profiles import (
+    CPU_STREAMS,
+    CPU_TILE_PIXELS,
+    DEFAULT_OVERLAP,
+    GENERIC_CPU_PLAN,
+    WHOLE,
+    MemoryModel,
+    memory_model,
+    overlap_for,
+    preferred_plan,
+)
 
 Piece = tuple[int, int]  # (height, width) of what one model call sees per image
 
@@ -44,6 +54,10 @@ class _Request:
     def scale(self) -> int:
         return self.descriptor.scale
 
+    @property
+    def memory(self) -> MemoryModel:
+        return memory_model(self.descriptor)
+
     def reserved(self, tiled: bool) -> int:
         """Bytes of the full-size buffers beside the model."""
         return output_bytes(
@@ -58,7 +72,7 @@ class _Request:
 
     def model_bytes(self, piece: Piece, batch: int, streams: int) -> int:
         """The model's memory for ``streams`` calls at once on ``batch`` pieces each."""
-        return streams * self.descriptor.memory(piece[0] * batch * self.images, piece[1])
+        return streams * self.memory(piece[0] * batch * self.images, piece[1])
 
     def refusal(
         self, reserve: int, piece: Piece | None = None, batch: int = 1, streams: int = 1
@@ -100,14 +114,18 @@ def plan_run(
     *,
     images: int = 1,
     alpha: bool = False,
+    precision: str | None = None,
 ) -> Plan:
     """The plan for ``images`` LR images of ``h x w``: the one planner (see the module doc).
+    ``precision``: the run's, already resolved (an :class:`Upscaler` resolves it once);
+    None: resolved here from ``options``.
 
     Raises:
         MemoryBudgetError: not even the smallest tile fits the budget.
     """
     device = resolve_device(options.device)
-    precision = resolve_precision(options.precision, device, descriptor)
+    if precision is None:
+        precision = resolve_precision(options.precision, device, descriptor)
     explicit = options.max_memory
     assert explicit is None or isinstance(explicit, int)  # RunOptions parsed it
     total = explicit if explicit is not None else available_memory(device)
@@ -151,7 +169,7 @@ def _checked(request: _Request, plan: Plan, precision: str) -> Plan:
     piece: Piece
     if plan.chop:
         piece, batch = (min(h, 64), min(w, 64)), 1  # the chop's pieces are under 3600 pixels
-    elif tiled and plan.tile is not None:
+    elif tiled and plan.tile != WHOLE:
         piece, batch = (min(plan.tile, h), min(plan.tile, w)), plan.batch
     else:
         piece, batch = (h, w), 1
@@ -161,7 +179,7 @@ def _checked(request: _Request, plan: Plan, precision: str) -> Plan:
         raise request.refusal(reserve, piece, batch, streams)
     return dataclasses.replace(
         plan,
-        tile=plan.tile if tiled else None,
+        tile=plan.tile if tiled else WHOLE,
         overlap=plan.overlap if tiled else 0,
         batch=batch if tiled else 1,
         margin=plan.margin if tiled else 0,
@@ -175,11 +193,11 @@ def _checked(request: _Request, plan: Plan, precision: str) -> Plan:
 
 def fit_tile(request: _Request, budget: int, batch: int = 1) -> int:
     """The largest square tile whose call on ``batch`` tiles fits ``budget`` bytes."""
-    descriptor = request.descriptor
-    unit = descriptor.memory_per_pixel * batch * request.images
-    if budget <= descriptor.memory_constant + unit * MIN_INPUT_SIZE**2:
+    memory = request.memory
+    unit = memory.per_pixel * batch * request.images
+    if budget <= memory.constant + unit * MIN_INPUT_SIZE**2:
         raise MemoryError
-    return max(MIN_INPUT_SIZE, int(math.sqrt((budget - descriptor.memory_constant) / unit)))
+    return max(MIN_INPUT_SIZE, int(math.sqrt((budget - memory.constant) / unit)))
 
 
 def _shrink(
@@ -189,7 +207,7 @@ def _shrink(
     running at once fit the budget. Returns (tile, batch, streams)."""
     if budget is None:
         return tile, batch, streams
-    memory, images = request.descriptor.memory, request.images
+    memory, images = request.memory, request.images
     while streams > 1 and streams * memory(tile * batch * images, tile) > budget:
         streams -= 1
     while batch > 1 and memory(tile * batch * images, tile) > budget:
@@ -197,11 +215,9 @@ def _shrink(
     return min(tile, fit_tile(request, budget, batch)), batch, streams
 
 
-def default_overlap(options: RunOptions, default: int, tile: int | None = None) -> int:
+def default_overlap(options: RunOptions, default: int, tile: int = WHOLE) -> int:
     """The overlap asked for, else ``default`` capped at a quarter of ``tile``."""
-    if options.tile_overlap is not None:
-        return options.tile_overlap
-    return default if tile is None else min(default, tile // 4)
+    return overlap_for(tile, options.tile_overlap, default)
 
 
 def _choose_tiling(request: _Request, budget: int | None) -> Plan:
@@ -212,18 +228,19 @@ def _choose_tiling(request: _Request, budget: int | None) -> Plan:
     else:
         streams = min(CPU_STREAMS, torch.get_num_threads()) if device.type == "cpu" else 1
     if options.chop:
-        return Plan(tile=None, overlap=0, chop=True)
+        return Plan(tile=WHOLE, overlap=0, chop=True)
     if not descriptor.tileable:
         # Nothing to bound, and tiling would change the result (e.g. bicubic).
-        tile = None if options.tile == "auto" else options.tile
+        tile = WHOLE if options.tile == "auto" else options.tile
         return Plan(tile=tile, overlap=default_overlap(options, 0))
-    preferred = descriptor.tile_plan
+    measured = preferred_plan(descriptor)
+    preferred = measured
     if device.type == "cpu" and preferred is None:
         preferred = GENERIC_CPU_PLAN
     batch = options.tile_batch or (preferred.batch if preferred else 1)
     if options.tile != "auto":
-        if options.tile is None:  # whole, as asked: the final check refuses what cannot fit
-            return Plan(tile=None, overlap=default_overlap(options, 0))
+        if options.tile == WHOLE:  # as asked: the final check refuses what cannot fit
+            return Plan(tile=WHOLE, overlap=default_overlap(options, 0))
         tile, batch, count = _shrink(request, budget, options.tile, batch, streams)
         return Plan(
             tile=tile,
@@ -235,24 +252,24 @@ def _choose_tiling(request: _Request, budget: int | None) -> Plan:
     assert budget is not None
     fit = fit_tile(request, budget)
     h, w = request.h, request.w
-    fits_whole = descriptor.memory(h * request.images, w) <= budget
+    fits_whole = request.memory(h * request.images, w) <= budget
     # A GPU, or a model whose work per pixel does not grow with the piece (no attention):
     # whole when it fits, else the largest tiles that fit.
     if device.type != "cpu" or preferred is None or not descriptor.quadratic_cost:
         if fits_whole:
-            return Plan(tile=None, overlap=default_overlap(options, 0))
+            return Plan(tile=WHOLE, overlap=default_overlap(options, 0))
         overlap = default_overlap(options, DEFAULT_OVERLAP, fit)
         return Plan(tile=fit, overlap=overlap, batch=1, streams=1)
     whole = (
         h * w <= CPU_TILE_PIXELS  # the generic plan: whole images up to CPU_TILE_PIXELS
-        if descriptor.tile_plan is None
+        if measured is None
         else h <= preferred.tile and w <= preferred.tile
     )
     if whole and fits_whole:
-        return Plan(tile=None, overlap=default_overlap(options, 0))
+        return Plan(tile=WHOLE, overlap=default_overlap(options, 0))
     tile, batch, count = _shrink(request, budget, preferred.tile, batch, streams)
     margin = preferred.margin if options.tile_margin is None else options.tile_margin
-    shrunk = tile if tile < preferred.tile else None
+    shrunk = tile if tile < preferred.tile else WHOLE
     return Plan(
         tile=tile,
         overlap=default_overlap(options, preferred.overlap, shrunk),

@@ -13,16 +13,11 @@ from typing import Any
 import torch
 
 from ..models.network import MIN_INPUT_SIZE
+from .profiles import DEFAULT_OVERLAP, WHOLE
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
-#: Concurrent model calls on a CPU with at least this many threads, each call on its share of
-#: the threads: a small model's kernels use one core better than two (tile batches, two
-#: streams against one: benchmarks/results/photo_x2.md). GPUs run one call at a time.
-CPU_STREAMS = 2
 _DONE = object()
-#: Overlap of an explicit ``tile`` when none is given (capped at a quarter of the tile).
-DEFAULT_OVERLAP = 16
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -58,8 +53,8 @@ def _ramp(
     return weights
 
 
-def count_tiles(h: int, w: int, tile: int | None, overlap: int) -> int:
-    if tile is None:
+def count_tiles(h: int, w: int, tile: int, overlap: int) -> int:
+    if tile == WHOLE:
         return 1
     return len(tile_starts(h, tile, overlap)) * len(tile_starts(w, tile, overlap))
 
@@ -69,7 +64,7 @@ def run_tiled(
     lr: torch.Tensor,
     *,
     scale: int,
-    tile: int | None,
+    tile: int,
     overlap: int = DEFAULT_OVERLAP,
     batch: int = 1,
     margin: int = 0,
@@ -80,15 +75,15 @@ def run_tiled(
 
     Where two tiles overlap, their outputs are cross-faded with linear weights over the
     overlap (image borders are not faded), so each output pixel is a convex combination of the
-    tiles covering it. With one tile covering the image (or ``tile=None``) this is exactly
-    ``forward(lr)``. ``batch`` tiles (all of one size) go through ``forward`` in one call, as
-    one batch: small tiles alone leave the CPU's matrix kernels underfed. ``streams`` calls
+    tiles covering it. With one tile covering the image (or ``tile=0``: :data:`WHOLE`) this is
+    exactly ``forward(lr)``. ``batch`` tiles (all of one size) go through ``forward`` in one
+    call, as one batch: small tiles alone leave the CPU's matrix kernels underfed. ``streams`` calls
     run at once, each on its own thread with its share of the intra-op threads (the same
     result up to float rounding; see :data:`CPU_STREAMS`). ``on_tile`` is called once per
     tile, in tile order.
     """
     n, _, h, w = lr.shape
-    if tile is None or (tile >= h and tile >= w):
+    if tile == WHOLE or (tile >= h and tile >= w):
         out = forward(lr)
         if on_tile:
             on_tile()

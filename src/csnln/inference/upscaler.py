@@ -46,10 +46,18 @@ class Upscaler:
 
     def plan(self, h: int, w: int, *, images: int = 1, alpha: bool = False) -> Plan:
         """The plan for ``images`` LR images of ``h x w`` (see :func:`plan_run`)."""
-        return plan_run(self.descriptor, h, w, self.options, images=images, alpha=alpha)
+        return plan_run(
+            self.descriptor,
+            h,
+            w,
+            self.options,
+            images=images,
+            alpha=alpha,
+            precision=self.precision,
+        )
 
-    def _forward(self, lr: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), precision_context(self.precision, self.device):
+    def _forward(self, lr: torch.Tensor, precision: str) -> torch.Tensor:
+        with torch.no_grad(), precision_context(precision, self.device):
             return self.model(lr).float()
 
     def __call__(
@@ -67,18 +75,21 @@ class Upscaler:
         if plan is None:
             plan = self.plan(*lr.shape[-2:], images=lr.shape[0])
 
+        def forward(piece: torch.Tensor) -> torch.Tensor:  # in the plan's precision
+            return self._forward(piece, plan.precision)
+
         def run(x: torch.Tensor) -> torch.Tensor:
             if plan.chop:
 
                 def counted(piece: torch.Tensor) -> torch.Tensor:
-                    out = self._forward(piece)
+                    out = forward(piece)
                     if on_tile:
                         on_tile()
                     return out
 
                 return run_chop(counted, x, scale=self.scale)
             return run_tiled(
-                self._forward,
+                forward,
                 x,
                 scale=self.scale,
                 tile=plan.tile,

@@ -3,7 +3,7 @@
 from .attention import CrossScaleAttention, InScaleAttention
 from .bicubic import Bicubic
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from .descriptor import ModelDescriptor, TilePlan, describe
+from .descriptor import ModelDescriptor, describe
 from .network import CSNLN, MIN_INPUT_SIZE, CSNLNConfig
 from .official import (
     CheckpointError,
@@ -18,7 +18,6 @@ __all__ = [
     "CSNLN",
     "Bicubic",
     "ModelDescriptor",
-    "TilePlan",
     "describe",
     "MIN_INPUT_SIZE",
     "CSNLNConfig",

@@ -24,6 +24,8 @@ ChunkSize: TypeAlias = int | Literal["auto"] | None
 #: elements (64 MB in float32), over the whole batch.
 AUTO_SCORE_ELEMENTS = 2**24
 DEFAULT_CHUNK_SIZE: ChunkSize = "auto"
+#: Query positions per score block of ``attention_weights`` (the maps: one image, float64 sums).
+MAP_QUERY_CHUNK = 256
 
 
 def queries_per_chunk(chunk_size: ChunkSize, *, batch: int, queries: int, keys: int) -> int:
@@ -82,7 +84,7 @@ class InScaleAttention(nn.Module):
         chunking = None if self.export else self.chunk_size
         chunk = queries_per_chunk(chunking, batch=n, queries=h * w, keys=h * w)
         out = [
-            torch.bmm(torch.softmax(torch.bmm(query[:, start : start + chunk], key), dim=-1), value)
+            torch.bmm(self._attention(query[:, start : start + chunk], key), value)
             for start in range(0, h * w, chunk)
         ]
         out = out[0] if len(out) == 1 else torch.cat(out, dim=1)  # N, HW, C
@@ -101,11 +103,28 @@ class InScaleAttention(nn.Module):
             q = crop_blocks(query, group, by, bx, window=False).flatten(2).transpose(1, 2)
             k = crop_blocks(key, group, wh, ww, window=True).flatten(2)  # G N, C/2, wh ww
             v = crop_blocks(value, group, wh, ww, window=True).flatten(2).transpose(1, 2)
-            o = torch.bmm(torch.softmax(torch.bmm(q, k), dim=-1), v)  # G N, by bx, C
+            o = torch.bmm(self._attention(q, k), v)  # G N, by bx, C
             o = o.transpose(1, 2).reshape(len(group), n, c, by, bx)
             for i, b in enumerate(group):
                 out[:, :, b.y : b.y + by, b.x : b.x + bx] = o[i]
         return out
+
+    @staticmethod
+    def _attention(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        """The weights: ``softmax_j <query_i, key_j>``, N, Q, C/2 by N, C/2, K -> N, Q, K."""
+        return torch.softmax(torch.bmm(query, key), dim=-1)
+
+    def attention_weights(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The weights of the query pixels ``positions`` (flat indices into H x W) of
+        ``x`` (1, C, H, W) over the key pixels, averaged over the positions: H x W, float32
+        (whole-image attention, as the maps show it)."""
+        h, w = x.shape[-2:]
+        query = self.query(x).flatten(2).transpose(1, 2)  # 1, HW, C/2
+        key = self.key(x).flatten(2)  # 1, C/2, HW
+        total = torch.zeros(h * w, dtype=torch.float64)
+        for chunk in positions.split(MAP_QUERY_CHUNK):
+            total += self._attention(query[:, chunk].float(), key.float())[0].double().sum(0)
+        return (total / len(positions)).float().view(h, w)
 
 
 class CrossScaleAttention(nn.Module):
@@ -191,7 +210,7 @@ class CrossScaleAttention(nn.Module):
             if keys_last:  # N, R W, L: softmax along contiguous memory, a view back
                 attn = torch.softmax(torch.bmm(band.transpose(1, 2), key), dim=-1).transpose(1, 2)
             else:
-                attn = torch.softmax(torch.bmm(key_t, band), dim=1)  # N, L, R W: over the keys
+                attn = self._attention(key_t, band)  # N, L, R W: over the keys
             attn = attn.view(n, h // u, w // u, bottom - top, w)
             paste = torch.bmm(values, shift_sum(attn, p).flatten(1, 2).flatten(2))
             # N, C u u, (R + p - 1)(W + p - 1) -> the band's canvas N, C, u(R + p - 1), u(W + p - 1)
@@ -215,6 +234,25 @@ class CrossScaleAttention(nn.Module):
         u, p = self.factor, self.patch_size
         small = F.interpolate(x, size=(h // u, w // u), mode="bilinear", align_corners=False)
         return self._normalised(_patches(F.pad(self.key(small), (p // 2,) * 4), p))
+
+    @staticmethod
+    def _attention(key_t: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+        """The weights: softmax over the keys of ``<key_l, query patch_i>`` (the keys
+        normalised, the temperature in them), N, L, C/2 p p by N, C/2 p p, Q -> N, L, Q."""
+        return torch.softmax(torch.bmm(key_t, patches), dim=1)
+
+    def attention_weights(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The weights of the query patches centred on ``positions`` (flat indices into
+        H x W) of ``x`` (1, C, H, W) over the key patches, averaged over the positions:
+        H/u x W/u, float32 (whole-image attention, as the maps show it)."""
+        h, w = x.shape[-2:]
+        p, u = self.patch_size, self.factor
+        patches = _patches(F.pad(self.query(x), (p // 2,) * 4), p)  # 1, C/2 p p, HW
+        key_t = self.patch_keys(x).transpose(1, 2).float()  # 1, L, C/2 p p
+        total = torch.zeros(key_t.shape[1], dtype=torch.float64)
+        for chunk in positions.split(MAP_QUERY_CHUNK):
+            total += self._attention(key_t, patches[:, :, chunk].float())[0].double().sum(1)
+        return (total / len(positions)).float().view(h // u, w // u)
 
     def _normalised(self, key: torch.Tensor) -> torch.Tensor:
         """Key patches (N, C/2 p p, L) L2-normalised, the temperature folded in."""
@@ -241,7 +279,7 @@ class CrossScaleAttention(nn.Module):
             values = _space_to_depth(crop_blocks(value, group, wh, ww, window=True), u)
             queries = crop_blocks(query, group, by + 2 * half, bx + 2 * half, window=False)
             band = _patches(queries, p)  # G N, C/2 p p, by bx
-            attn = torch.softmax(torch.bmm(key.transpose(1, 2), band), dim=1)  # G N, L, by bx
+            attn = self._attention(key.transpose(1, 2), band)  # G N, L, by bx
             attn = attn.view(g, n, ly * lx, by, bx)
             for i, b in enumerate(group):  # queries an earlier (overlapping) block pasted
                 attn[i, :, :, : b.own_y] = 0

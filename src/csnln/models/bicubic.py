@@ -19,12 +19,9 @@ class Bicubic(nn.Module):
     @property
     def descriptor(self) -> ModelDescriptor:
         # Each output pixel depends on a 4-tap neighbourhood only: tiles would change the
-        # result at their seams and save nothing, so bicubic always runs whole. Memory: the
-        # float32 output and one intermediate.
+        # result at their seams and save nothing, so bicubic always runs whole.
         return ModelDescriptor(
-            scale=self.scale,
-            tileable=False,
-            memory_per_pixel=2 * 3 * 4 * self.scale * self.scale,
+            scale=self.scale, tileable=False, quadratic_cost=False, architecture="bicubic"
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -68,8 +68,10 @@ def load_checkpoint(
     path: str | PathLike[str], *, dtype: torch.dtype = torch.float32, **runtime: Any
 ) -> CSNLN:
     """Build the model a project checkpoint describes and load its weights (eval mode)."""
-    config, tensors, _ = read_checkpoint(path)
+    config, tensors, metadata = read_checkpoint(path)
     model = CSNLN.from_config(config, **runtime)
+    window = metadata.get("trained_window")  # the LR patch side it was trained on
+    model.trained_window = window if isinstance(window, int) else None
     result = model.load_state_dict(tensors, strict=False)
     expected = model.state_dict()
     wrong = [

@@ -4,7 +4,9 @@
 Every model that :mod:`csnln.inference` runs has a ``descriptor`` property returning a
 :class:`ModelDescriptor`: :class:`csnln.CSNLN` and :class:`csnln.models.Bicubic` do. The runner
 reads the scale, the size the input is padded to, whether tiling bounds the model's cost and
-memory, the precisions it runs in, its memory model and its preferred CPU tile plan from here.
+memory, the precisions it runs in, and what the network is (its width, its weights, the window
+it was trained in), from which :mod:`csnln.inference.profiles` derives its memory model and
+tile plan.
 """
 
 from __future__ import annotations
@@ -18,57 +20,34 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
-class TilePlan:
-    """Square LR tiles of ``tile`` pixels overlapping by ``overlap``, ``batch`` tiles per call;
-    the outer ``margin`` pixels of each overlap are left to the neighbouring tile."""
-
-    tile: int
-    overlap: int
-    batch: int = 1
-    margin: int = 0
-
-    def __post_init__(self) -> None:
-        if (
-            self.tile < 1
-            or not 0 <= self.overlap < self.tile
-            or self.batch < 1
-            or not 0 <= 2 * self.margin < max(self.overlap, 1)
-        ):
-            raise ValueError(
-                "a tile plan needs tile >= 1, 0 <= overlap < tile, batch >= 1 and "
-                f"0 <= 2 margin < overlap; got {self}"
-            )
-
-
-@dataclass(frozen=True)
 class ModelDescriptor:
-    """How to run a model.
+    """What a model is, as far as a runner needs to know: facts of the network only (how to
+    run it, tile plans and memory, is :mod:`csnln.inference.profiles`' job).
 
     ``scale``: output / input size. ``size_multiple``: the model pads its input to a multiple
     of this internally (1: none). ``tileable``: its cost and memory per pixel grow with the
     piece it sees (attention), so cutting large images into tiles bounds both; a model without
     that (bicubic) runs whole, where tiling would only change the result. ``precisions``: what
-    it runs in. ``memory_per_pixel``/``memory_constant``: peak bytes of one float32 call grow
-    as ``memory_per_pixel * h * w + memory_constant`` (an upper bound, measured by
-    ``benchmarks/memory_model.py``). ``tile_plan``: the CPU tile plan measured best for this
-    model's weights (``benchmarks/tile_plan.py``), None when nobody measured it.
-    ``quadratic_cost``: its work per pixel grows with the piece it sees (non-local
+    it runs in. ``quadratic_cost``: its work per pixel grows with the piece it sees (non-local
     attention), so on a CPU tiles smaller than the memory allows are faster; without it (a
     local-only CSNLN cell) the runner runs whole images when they fit, tiles when not.
+    ``architecture``: ``"CSNLN"`` or ``"bicubic"``; ``n_feats``: the network's width (0:
+    none). ``weights``: the bundled weights it carries (e.g. ``"small"``), None for any
+    other. ``trained_window``: the LR patch side it was trained on, None when its checkpoint
+    does not say. ``input_size``: the one LR (height, width) it takes, smaller pieces padded
+    to it (an exported graph), None for any size.
     """
 
     scale: int
     size_multiple: int = 1
     tileable: bool = True
     precisions: tuple[str, ...] = PRECISIONS
-    memory_per_pixel: int = 0
-    memory_constant: int = 0
-    tile_plan: TilePlan | None = None
     quadratic_cost: bool = True
-
-    def memory(self, h: int, w: int) -> int:
-        """Estimated peak bytes of one call on ``h x w`` LR pixels (all images of a batch)."""
-        return self.memory_per_pixel * h * w + self.memory_constant
+    architecture: str = "CSNLN"
+    n_feats: int = 0
+    weights: str | None = None
+    trained_window: int | None = None
+    input_size: tuple[int, int] | None = None
 
 
 @runtime_checkable

@@ -25,7 +25,7 @@ from .attention import (
     CrossScaleAttention,
     InScaleAttention,
 )
-from .descriptor import ModelDescriptor, TilePlan
+from .descriptor import ModelDescriptor
 from .layers import ConvPReLU, MeanShift
 from .sem import BRANCHES, FUSIONS, SelfExemplarsMining, attention_factor
 from .windowed import AttentionWindow
@@ -35,16 +35,6 @@ RGB_MEAN = (0.4488, 0.4371, 0.4040)
 MIN_INPUT_SIZE = 3
 #: Activation checkpointing of the SEM steps (see :meth:`CSNLN.set_gradient_checkpointing`).
 CHECKPOINTING_MODES = ("none", "full", "selective")
-
-#: Growth of peak memory during one float32 forward pass (n_feats 128, default chunking) as
-#: ``bytes_per_lr_pixel * h * w + constant`` per scale, an upper bound of the measurements of
-#: benchmarks/memory_model.py (2026-11-25, 2 cores, PyTorch 2.13 CPU). Scaled up by n_feats
-#: for wider networks (see `CSNLN.descriptor`).
-MEMORY_MODEL: dict[int, tuple[int, int]] = {
-    2: (17_472, 234_000_000),
-    3: (25_029, 457_000_000),
-    4: (48_331, 283_000_000),
-}
 
 
 def _keep_convolutions(
@@ -213,27 +203,24 @@ class CSNLN(nn.Module):
         self.tail = nn.Conv2d(n_feats * depth, 3, 3, padding=1)
         self.add_mean = MeanShift(rgb_mean, sign=1)
         self.gradient_checkpointing = "none"
-        #: The CPU tile plan measured best for this network's weights (set by the model zoo
-        #: for bundled models; None: the runner's generic plan).
-        self.tile_plan: TilePlan | None = None
+        #: The bundled weights this network carries (set by the model zoo; None: any other).
+        self.weights: str | None = None
+        #: The LR patch side it was trained on (set from its checkpoint; None: unknown).
+        self.trained_window: int | None = None
         #: The attentions' window (:meth:`set_attention_window`); None: whole.
         self.attention_window: int | None = None
 
     @property
     def descriptor(self) -> ModelDescriptor:
-        per_pixel, constant = MEMORY_MODEL[self.scale]
-        # Measured at n_feats 128 and scaled up for wider networks, never down: the attentions'
-        # score chunks and the allocator's arenas do not shrink with the width (the bundled
-        # 32-wide x2 model, 8 tiles of 48 per call: 197-509 MB of growth in the same job, the
-        # high end on a busy machine; tests/test_memory_bound.py).
         return ModelDescriptor(
             scale=self.scale,
             size_multiple=self.size_multiple,
             tileable=True,
-            memory_per_pixel=per_pixel * max(self.n_feats, 128) // 128,
-            memory_constant=constant,
-            tile_plan=self.tile_plan,
             quadratic_cost=bool({"in_scale", "cross_scale"} & set(self.config.branches)),
+            architecture="CSNLN",
+            n_feats=self.n_feats,
+            weights=self.weights,
+            trained_window=self.trained_window,
         )
 
     @classmethod
@@ -284,7 +271,8 @@ class CSNLN(nn.Module):
         state = {k: v for k, v in self.state_dict().items() if k != "tail.weight"}
         state["tail.weight"] = resampled.reshape(out_ch, depth * self.n_feats, k, k)
         model.load_state_dict(state)
-        model.tile_plan = self.tile_plan
+        # Every weight but the tail's is shared: it runs as its source does.
+        model.weights, model.trained_window = self.weights, self.trained_window
         model.gradient_checkpointing = self.gradient_checkpointing
         return model.train(self.training)
 

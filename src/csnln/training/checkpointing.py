@@ -275,4 +275,3 @@ def restore(
     torch.set_rng_state(saved["rng"])
     if torch.cuda.is_available() and len(saved.get("cuda_rng", [])) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(saved["cuda_rng"])
-

@@ -163,8 +163,8 @@ class TrainConfig:
             (t.max_bad_steps >= 1, f"train.max_bad_steps must be >= 1, got {t.max_bad_steps}"),
             (v.every >= 0, f"val.every must be >= 0, got {v.every}"),
             (
-                v.tile in ("auto", None) or (isinstance(v.tile, int) and v.tile >= 3),
-                f"val.tile must be auto, null or a number >= 3, got {v.tile}",
+                _is_tile(v.tile),
+                f"val.tile must be auto, 0 (whole images) or a number >= 3, got {v.tile}",
             ),
             (
                 v.tile_overlap is None or v.tile_overlap >= 0,
@@ -412,3 +412,13 @@ def update_readme(path: str | PathLike[str]) -> bool:
     if new != text:
         path.write_text(new, encoding="utf-8")
     return new != text
+
+
+def _is_tile(tile: object) -> bool:
+    from ..inference import check_tile
+
+    try:
+        check_tile(tile)
+    except ValueError:
+        return False
+    return True

@@ -412,4 +412,3 @@ def prepare_data(config: TrainConfig, info: DistInfo) -> PatchDataset:
         augment=d.augment,
         seed=config.seed,
     )
-

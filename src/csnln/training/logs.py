@@ -130,7 +130,6 @@ def stop_logging(handlers: Sequence[logging.Handler]) -> None:
     log.setLevel(logging.NOTSET)
 
 
-
 def tensorboard_writer(run_dir: Path, start_step: int) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter

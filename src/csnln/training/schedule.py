@@ -27,8 +27,6 @@ def learning_rate(optim: OptimSection, total_steps: int, step: int) -> float:
     return lr
 
 
-
 def l1_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     """The training loss: mean absolute error (float32)."""
     return F.l1_loss(sr, hr)
-

@@ -173,10 +173,10 @@ class ValSection:
         1000, "Validate every this many steps, and at the end of training (0: only at the end)."
     )
     precision: Literal["fp32", "bf16", "fp16"] = _key("fp32", "Precision of validation.")
-    tile: int | str | None = _key(
+    tile: int | str = _key(
         "auto",
-        "LR tile size for validation images: `auto` (whole images when they fit; on a CPU "
-        "tiles of at most 64x64), a number, or `null` (always whole images).",
+        "LR tile size for validation images: `auto` (the model's tile plan, as `csnln upscale` "
+        "runs it), a number, or `0` (always whole images).",
     )
     tile_overlap: int | None = _key(
         None, "Overlap of the validation tiles, LR pixels (`null`: the tile plan's default)."

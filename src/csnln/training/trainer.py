@@ -109,7 +109,6 @@ def run_training(config: TrainConfig, *, resume: ResumeArg = None) -> TrainResul
         cleanup(info)
 
 
-
 # --- the run ---------------------------------------------------------------------------------
 
 
@@ -429,6 +428,7 @@ class Trainer:
             if config.checkpoint.keep_best and math.isfinite(psnr) and psnr > state.best_psnr:
                 state.best_psnr, state.best_step = psnr, state.step
                 meta = {"run": config.name, "step": state.step, "val_psnr": psnr, "val_ssim": ssim}
+                meta["trained_window"] = config.data.patch_size
                 save_checkpoint(self.model, self.run_dir / "best.safetensors", metadata=meta)
         barrier(self.info)
         return {"val_psnr": psnr, "val_ssim": ssim}
@@ -489,11 +489,12 @@ class Trainer:
             )
         final = self.run_dir / "final.safetensors"
         if info.is_main:
-            save_checkpoint(self.model, final, metadata={"run": config.name, "step": state.step})
+            window = config.data.patch_size
+            meta = {"run": config.name, "step": state.step, "trained_window": window}
+            save_checkpoint(self.model, final, metadata=meta)
             summary = f"finished: {state.step} steps; final weights {final}"
             if best is not None:
                 summary += f"; best validation {best:.4f} dB at step {state.best_step}"
             log.info("%s", summary)
         barrier(info)
         return TrainResult(final, state.step, True, best_psnr=best)
-

@@ -43,4 +43,3 @@ def validate_model(model: CSNLN, config: TrainConfig, device: torch.device) -> t
         sum(psnrs) / len(psnrs) if psnrs else math.nan,
         sum(ssims) / len(ssims) if ssims else math.nan,
     )
-

@@ -37,8 +37,7 @@ from ..attention_maps import attention_maps, attention_picture
 from ..device import PRECISION_CHOICES
 from ..inference import RunOptions, Upscaler
 from ..models.network import CSNLN, MIN_INPUT_SIZE
-from ..upscaling import resolve_model
-from ..zoo import BUNDLED
+from ..zoo import BUNDLED, resolve_model
 from .jobs import Job, JobQueue, QueueFull
 
 try:
@@ -126,7 +125,7 @@ def _to_uint8(t: torch.Tensor) -> np.ndarray:
 
 class Models:
     """The models a server offers; loaded on first use and cached by
-    :func:`csnln.upscaling.resolve_model`."""
+    :func:`csnln.zoo.resolve_model`."""
 
     def __init__(self, names: tuple[str, ...], device: str) -> None:
         self.names, self.device = names, device
