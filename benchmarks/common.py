@@ -41,3 +41,23 @@ def baseline_src(rev: str) -> str:
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
     return str(folder / "src")
+
+
+def cpu_description() -> str:
+    """This CPU in a few words: its model name, threads, and whether it has AMX and
+    AVX512-BF16 (what decides bf16's speed), from /proc/cpuinfo."""
+    import os
+
+    name, flags = "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and name == "unknown CPU":
+                name = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    amx = "yes" if {"amx_bf16", "amx_tile"} & flags else "no"
+    bf16 = "yes" if "avx512_bf16" in flags else "no"
+    return f"{name}, {os.cpu_count()} threads; AMX: {amx}, AVX512-BF16: {bf16}"

@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import baseline_src, head_commit, matmul_peak  # noqa: E402
+from common import baseline_src, cpu_description, head_commit, matmul_peak  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 KODAK = SHARED / "train" / "Kodak24"
@@ -101,7 +101,9 @@ def _cell(spec: dict) -> dict:
 
     out = Path(tempfile.mkdtemp()) / "out.png"
     start = time.perf_counter()
-    if spec["plan"] == "before":  # its API: no plan object, the tile count at the start
+    import inspect
+
+    if "on_plan" not in inspect.signature(upscale_file).parameters:  # an old package's API
         hooks = {"on_start": lambda calls: seen.update(calls=calls)}
     else:
         hooks = {"on_plan": lambda plan: seen.update(plan=plan, calls=plan.calls)}
@@ -282,7 +284,7 @@ def main() -> int:
         f"# `csnln upscale` on photographs — `python benchmarks/photo.py "
         f"{' '.join(sys.argv[1:])}`".rstrip()
         + f"\n\ncommit {commit} (before: {args.baseline}), {time.strftime('%Y-%m-%d %H:%M')}; "
-        f"model `{args.model}`; "
+        f"model `{args.model}`; CPU: {cpu_description()}; "
         f"2048² matmul peak here: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} "
         "GFLOP/s.\n",
         flush=True,

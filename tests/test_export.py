@@ -88,9 +88,9 @@ def test_the_bundled_model_runs_through_our_tiler_as_in_pytorch(tmp_path: Path) 
 def test_a_graph_that_does_not_match_is_not_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from csnln import export
+    from csnln.export import onnx_export
 
-    monkeypatch.setattr(export, "verify_onnx", lambda *a, **k: 0.25)
+    monkeypatch.setattr(onnx_export, "verify_onnx", lambda *a, **k: 0.25)
     model = csnln.CSNLN(2, n_feats=4, depth=1).eval()
     target = tmp_path / "bad.onnx"
     with pytest.raises(ExportError, match="differs from PyTorch by 2.50e-01"):
@@ -111,6 +111,12 @@ def test_csnln_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "exists" in capsys.readouterr().err
     assert main(["export", "small"]) == 2  # a bundled name needs its scale
     assert main(["export", str(checkpoint), "-o", str(tmp_path / "x.onx")]) == 2
+    assert "an onnx file must end in .onnx" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: the formats are the registry's
+        main(["export", str(checkpoint), "--format", "tflite"])
+    with pytest.raises(ValueError, match="unknown export format 'tflite'"):
+        csnln.export.export(checkpoint, tmp_path / "x.tflite", format="tflite")
+    assert set(csnln.export.FORMATS) == {"onnx"}
 
 
 @pytest.mark.parametrize(

@@ -96,9 +96,11 @@ def test_attention_matches_in_the_padding_are_named_not_placed_outside(
 def test_an_explicit_small_tile_gets_an_overlap_that_fits(tmp_path: Path, tiny_path: Path) -> None:
     """`--tile 8` failed with "tile overlap 16 must be smaller than the tile 8"."""
     descriptor = describe(csnln.zoo.load_model(tiny_path))
-    for tile in (3, 8, 16, 40, 64, 96):
+    for tile in (4, 8, 16, 40, 64, 96):
         plan = plan_run(descriptor, 100, 120, RunOptions(tile=tile, device="cpu"))
         assert plan.overlap < plan.tile and plan.overlap == min(16, tile // 4)
+    with pytest.raises(ValueError, match="the smallest valid tile: 4"):  # x2: multiples of 2
+        plan_run(descriptor, 100, 120, RunOptions(tile=3, device="cpu"))
     photo = _photo(tmp_path / "crop.png", 30, 20)
     assert main(["upscale", str(photo), "--model", str(tiny_path), "--tile", "8"]) == 0
     assert (tmp_path / "crop_x2.png").is_file()

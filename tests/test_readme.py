@@ -72,3 +72,16 @@ def test_python_snippets_run(
 def test_models_listing_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models"]) == 0
     assert "small" in capsys.readouterr().out
+
+
+def test_the_layout_table_lists_every_module() -> None:
+    """Each source file of the package is named in the README's layout table."""
+    text = README.read_text()
+    table = text[text.index("## Layout") : text.index("## Use it elsewhere")]
+    package = ROOT / "src" / "csnln"
+    missing = [
+        str(path.relative_to(package))
+        for path in sorted(package.rglob("*.py"))
+        if path.name not in ("__init__.py", "__main__.py") and f"`{path.name}`" not in table
+    ]
+    assert not missing, f"the README's layout table does not list {missing}"

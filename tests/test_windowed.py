@@ -67,3 +67,38 @@ def test_network_window_setting_and_refusals() -> None:
     with pytest.raises(ValueError, match="multiple of 2"):
         net.set_attention_window(33)
     assert CSNLN(scale=3, n_feats=8, depth=1).smallest_attention_window() == 9
+
+
+def test_a_test_window_is_refused_naming_the_smallest_valid_and_larger_runs_whole() -> None:
+    from csnln.inference import Upscaler
+    from csnln.inference.profiles import smallest_tile
+
+    model = CSNLN(2, n_feats=8, depth=1).eval()
+    assert smallest_tile(model.descriptor) == 4
+    for tile in (25, 3):  # not a multiple of 2; under the 3x3 patch rounded up to 2
+        with pytest.raises(ValueError, match=r"tile \d+: .*the smallest valid tile: 4") as error:
+            Upscaler(model, tile=tile)
+        assert "\n" not in str(error.value)
+    x = torch.rand(1, 3, 20, 22)
+    with torch.no_grad():
+        whole = Upscaler(model, tile=0)(x)
+        larger = Upscaler(model, tile=64)(x)
+    assert torch.equal(whole, larger)
+    assert Upscaler(model, tile=64).plan(20, 22).calls == 1
+
+
+def test_upscale_refuses_a_bad_window_in_one_line_before_any_file(tmp_path, capsys) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from csnln import save_checkpoint
+    from csnln.cli import main
+
+    checkpoint = save_checkpoint(CSNLN(2, n_feats=8, depth=1), tmp_path / "tiny.safetensors")
+    Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(tmp_path / "a.png")
+    assert (
+        main(["upscale", str(tmp_path / "a.png"), "--model", str(checkpoint), "--tile", "25"]) == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "smallest valid tile: 4" in err
+    assert not (tmp_path / "a_x2.png").exists()

@@ -1,6 +1,7 @@
-"""Export a model to ONNX, for chaiNNer, onnxruntime, TensorRT, OpenCV dnn or C++.
+"""Export a model for other runners: ONNX (the one format so far), for chaiNNer,
+onnxruntime, TensorRT, OpenCV dnn or C++.
 
-  csnln export MODEL --scale S [-o OUT.onnx] [--tile N] [--overwrite]
+  csnln export MODEL --scale S [--format onnx] [-o OUT.onnx] [--tile N] [--overwrite]
 
 MODEL is a bundled model name (small), a .safetensors of this package, or the authors'
 model_x{2,3,4}.pt. The graph takes LR tiles of N x N pixels (default: the model's own tile
@@ -15,13 +16,15 @@ that differs by more than 1e-4 is not written (exit 1). Exporting takes about a 
 
 Examples:
   csnln export small --scale 2                  # small_x2.onnx here
+  csnln export small --scale 2 --format onnx    # the same: onnx is the default
   csnln export small --scale 4 -o small_x4.onnx --tile 48
   csnln export model_x2.pt -o csnln_paper_x2.onnx --tile 48   # the authors' weights
 
 Exit status: 0 written; 1 the check failed or OUT exists (--overwrite); 2 bad arguments or
 the onnx extra missing (pip install "csnln[onnx]").
 
-Python: csnln.export.export_onnx("small", "small_x2.onnx", scale=2); run a file with
+Python: csnln.export.export("small", "small_x2.onnx", format="onnx", scale=2) (or
+csnln.export.export_onnx); run a file with
 csnln.Upscaler(csnln.export.OnnxModel("small_x2.onnx")).
 """
 
@@ -35,7 +38,15 @@ from ..models.official import CheckpointError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..export import FORMATS
+
     parser.add_argument("model", help="a bundled model name, a .safetensors or an authors' .pt")
+    parser.add_argument(
+        "--format",
+        choices=list(FORMATS),
+        default="onnx",
+        help="the file format (default: onnx, the one so far)",
+    )
     parser.add_argument(
         "--scale",
         type=int,
@@ -43,7 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the scale (needed for a bundled name; a checkpoint has its own)",
     )
     parser.add_argument(
-        "-o", "--output", metavar="OUT", help="the .onnx file (default: <model>_x<scale>.onnx)"
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="the file to write (default: <model>_x<scale> with the format's suffix, .onnx)",
     )
     parser.add_argument(
         "--tile",
@@ -55,20 +69,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import ExportError, export_onnx
+    from ..export import FORMATS, ExportError, export
     from ..zoo import BUNDLED
 
     if args.model in BUNDLED and args.scale is None:
         print(f"error: --scale is needed for the bundled model {args.model}", file=sys.stderr)
         return 2
-    out = args.output or f"{Path(args.model).stem}_x{args.scale or 'model'}.onnx"
-    if not out.endswith(".onnx"):
-        print(f"error: -o {out}: the output must end in .onnx", file=sys.stderr)
+    suffix = FORMATS[args.format][0]
+    out = args.output or f"{Path(args.model).stem}_x{args.scale or 'model'}{suffix}"
+    if not out.endswith(suffix):
+        print(f"error: -o {out}: an {args.format} file must end in {suffix}", file=sys.stderr)
         return 2
-    print(f"exporting {args.model} and checking it with onnxruntime ...", file=sys.stderr)
+    print(f"exporting {args.model} as {args.format} and checking it ...", file=sys.stderr)
     try:
-        report = export_onnx(
-            args.model, out, scale=args.scale, tile=args.tile, overwrite=args.overwrite
+        report = export(
+            args.model,
+            out,
+            format=args.format,
+            scale=args.scale,
+            tile=args.tile,
+            overwrite=args.overwrite,
         )
     except ImportError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -27,6 +27,7 @@ from .profiles import (
     GENERIC_CPU_PLAN,
     WHOLE,
     MemoryModel,
+    check_model_tile,
     memory_model,
     overlap_for,
     preferred_plan,
@@ -123,6 +124,7 @@ def plan_run(
     Raises:
         MemoryBudgetError: not even the smallest tile fits the budget.
     """
+    check_model_tile(descriptor, options.tile)
     device = resolve_device(options.device)
     if precision is None:
         precision = resolve_precision(options.precision, device, descriptor)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..models.descriptor import ModelDescriptor
+from ..models.network import MIN_INPUT_SIZE
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,29 @@ def preferred_plan(descriptor: ModelDescriptor) -> TilePlan | None:
         return measured
     batch = measured.batch if measured is not None else GENERIC_EXPORT_BATCH
     return TilePlan(tile=tile, overlap=overlap_for(tile, default=DEFAULT_OVERLAP), batch=batch)
+
+
+def smallest_tile(descriptor: ModelDescriptor) -> int:
+    """The smallest tile a model runs as it was meant to: its attention's patch (and the
+    network's 3x3 minimum), rounded up to its size multiple."""
+    m = descriptor.size_multiple
+    return -(-max(descriptor.patch_size, MIN_INPUT_SIZE) // m) * m
+
+
+def check_model_tile(descriptor: ModelDescriptor, tile: object) -> None:
+    """Refuse, in one line naming the smallest valid value, an explicit tile (the test
+    window) smaller than the model's attention patch or not a multiple of its size multiple
+    (the network would pad each tile, and its attention would see padding). A tile larger
+    than the image runs the whole image; "auto", 0 (whole) and models that are not tiled
+    pass."""
+    if not isinstance(tile, int) or tile == WHOLE or not descriptor.tileable:
+        return
+    m, low = descriptor.size_multiple, smallest_tile(descriptor)
+    if tile < low or tile % m:
+        raise ValueError(
+            f"tile {tile}: a x{descriptor.scale} model's tiles must be multiples of {m} of at "
+            f"least {low} LR pixels (the smallest valid tile: {low}; 0 runs the whole image)"
+        )
 
 
 def overlap_for(tile: int, requested: int | None = None, default: int = 0) -> int:

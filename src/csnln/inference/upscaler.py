@@ -15,6 +15,7 @@ from .chop import run_chop
 from .ensemble import self_ensemble
 from .options import Plan, RunOptions
 from .planner import plan_run
+from .profiles import check_model_tile
 from .tiling import run_tiled
 
 
@@ -32,6 +33,7 @@ class Upscaler:
         self.options = options if options is not None else RunOptions(**kwargs)
         self.device = resolve_device(self.options.device)
         self.descriptor = describe(model)
+        check_model_tile(self.descriptor, self.options.tile)  # the test window, once
         self.precision = resolve_precision(self.options.precision, self.device, self.descriptor)
         self.model = model.to(self.device).eval()
         self.scale = self.descriptor.scale

@@ -35,7 +35,8 @@ class ModelDescriptor:
     none). ``weights``: the bundled weights it carries (e.g. ``"small"``), None for any
     other. ``trained_window``: the LR patch side it was trained on, None when its checkpoint
     does not say. ``input_size``: the one LR (height, width) it takes, smaller pieces padded
-    to it (an exported graph), None for any size.
+    to it (an exported graph), None for any size. ``patch_size``: the attention's matching
+    patch (1: none), the least a tile must hold.
     """
 
     scale: int
@@ -48,6 +49,7 @@ class ModelDescriptor:
     weights: str | None = None
     trained_window: int | None = None
     input_size: tuple[int, int] | None = None
+    patch_size: int = 1
 
 
 @runtime_checkable

@@ -221,6 +221,7 @@ class CSNLN(nn.Module):
             n_feats=self.n_feats,
             weights=self.weights,
             trained_window=self.trained_window,
+            patch_size=self.config.patch_size,
         )
 
     @classmethod
