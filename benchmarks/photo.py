@@ -215,7 +215,7 @@ def main() -> int:
         elif sys.argv[1] == "--quality":
             print(json.dumps(_quality(spec)))
         else:
-            print(json.dumps({p: matmul_peak(p) for p in ("fp32", "bf16")}))
+            print(json.dumps({p: matmul_peak(p) for p in spec["precisions"]}))
         return 0
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -279,14 +279,16 @@ def main() -> int:
     images = sorted(KODAK.glob("*.png"))[: args.kodak] + ([] if args.no_photo else [PHOTO])
     commit = head_commit()
     baseline = baseline_src(args.baseline)
-    peak = _spawn("--peak", {})
+    # only the precisions timed: a bf16 product without AVX512-BF16 takes minutes
+    peak = _spawn("--peak", {"precisions": args.precisions})
     print(
         f"# `csnln upscale` on photographs — `python benchmarks/photo.py "
         f"{' '.join(sys.argv[1:])}`".rstrip()
         + f"\n\ncommit {commit} (before: {args.baseline}), {time.strftime('%Y-%m-%d %H:%M')}; "
         f"model `{args.model}`; CPU: {cpu_description()}; "
-        f"2048² matmul peak here: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} "
-        "GFLOP/s.\n",
+        "2048² matmul peak here: "
+        + ", ".join(f"{p} {v:.0f} GFLOP/s" for p, v in peak.items())
+        + ".\n",
         flush=True,
     )
     print(
@@ -333,7 +335,7 @@ def main() -> int:
                 name = {"one-stream": "now, 1 stream", "onnx": "onnxruntime"}.get(
                     r["plan"], r["plan"]
                 )
-                at_once = f", {r['streams']} at once" if r["plan"] != "before" else ""
+                at_once = f", {r['streams']} at once" if r["streams"] > 1 else ""
                 print(
                     f"| {Path(r['image']).name} {r['size']} | x{scale} | {name} "
                     f"(tile {r['tile']}/{r['overlap']}, {r['batch']}/call{at_once}) "
@@ -357,7 +359,7 @@ def main() -> int:
     print("| scale | plan | precision | Set5 | B100 | Set5 + B100 s |")
     print("|---|---|---|---|---|---|")
     for scale in args.scales:
-        runs = [("before", "fp32"), ("now", "fp32"), ("now", "bf16")]
+        runs = [("before", "fp32")] + [("now", p) for p in args.precisions]
         runs += [("onnx", "fp32")] if "onnx" in args.plans else []
         for plan, precision in runs:
             q = _spawn(
