@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -74,7 +74,6 @@ __all__ = [
 ]
 
 ImageLike = TypeVar("ImageLike", Image.Image, np.ndarray, torch.Tensor)
-Tile = int | Literal["auto"] | None
 PathArg = str | os.PathLike[str]
 
 
