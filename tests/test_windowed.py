@@ -102,3 +102,76 @@ def test_upscale_refuses_a_bad_window_in_one_line_before_any_file(tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "smallest valid tile: 4" in err
     assert not (tmp_path / "a_x2.png").exists()
+
+
+def _masked_reference_mask(h: int, w: int, window: AttentionWindow, u: int) -> torch.Tensor:
+    """query x key (keys on the grid ``u`` times smaller): True where a query's window holds
+    the key, each query in the block that owns it."""
+    by, bx, wh, ww, found = blocks(h, w, window)
+    allowed = torch.zeros(h * w, (h // u) * (w // u), dtype=torch.bool)
+    for b in found:
+        keys = torch.zeros(h // u, w // u, dtype=torch.bool)
+        keys[b.wy // u : (b.wy + wh) // u, b.wx // u : (b.wx + ww) // u] = True
+        for y in range(b.y + b.own_y, b.y + by):
+            allowed[y * w + b.x + b.own_x : y * w + b.x + bx] = keys.flatten()
+    return allowed
+
+
+@pytest.mark.parametrize("factor", [None, 2, 3])
+def test_windowed_is_the_whole_attention_with_each_softmax_confined_to_its_window(
+    factor: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key patch at a window's edge keeps its neighbours outside the window and pastes its
+    whole value patch: the windowed result is the whole-image one with masked scores."""
+    torch.manual_seed(0)
+    size = 30 if factor == 3 else 32
+    window = AttentionWindow(block=6 if factor == 3 else 8, halo=factor or 4)
+    x = torch.randn(1, 16, size, size)
+    u = factor or 1
+    allowed = _masked_reference_mask(size, size, window, u)
+    if factor is None:
+        module: InScaleAttention | CrossScaleAttention = InScaleAttention(16).eval()
+
+        def masked(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+            scores = torch.bmm(query, key).masked_fill(~allowed[None], float("-inf"))
+            return torch.softmax(scores, dim=-1)
+
+        owner = InScaleAttention
+    else:
+        module = CrossScaleAttention(16, factor=factor).eval()
+
+        def masked(key_t: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+            scores = torch.bmm(key_t, patches).masked_fill(~allowed.T[None], float("-inf"))
+            return torch.softmax(scores, dim=1)
+
+        owner = CrossScaleAttention
+    with torch.no_grad():
+        module.window = window
+        windowed = module(x)
+        module.window = None
+        module.export = True  # one chunk: the mask covers every query at once
+        monkeypatch.setattr(owner, "_attention", staticmethod(masked))
+        reference = module(x)
+    assert (windowed - reference).abs().max() < 1e-5 * reference.abs().max()
+
+
+def test_bounded_scores_take_the_unnormalised_path_and_give_the_softmax() -> None:
+    """Inference with bounded scores divides the sums out of the output: the same values as
+    the softmax, and scores too large for it take the softmax."""
+    from csnln.models import attention
+
+    torch.manual_seed(0)
+    module = InScaleAttention(16).eval()
+    x = torch.randn(2, 16, 12, 12) * 0.2
+    query = module.query(x).flatten(2).transpose(1, 2)
+    key = module.key(x).flatten(2)
+    assert attention._exp_is_safe(query, key, torch.float32)
+    assert not attention._exp_is_safe(query * 1e3, key, torch.float32)
+    assert not attention._exp_is_safe(query, key, torch.float16)
+    with torch.no_grad():
+        fast = module(x)
+    reference = module(x)  # gradients on: the softmax path
+    assert (fast - reference).abs().max() < 1e-6
+    with torch.no_grad():
+        big = module(x * 100)
+    assert torch.isfinite(big).all()

@@ -206,9 +206,7 @@ def _comparisons(
         "|---|" + "---:|" * (len(sets) + 1),
     ]
     ref_curve = (
-        [(step * costs[reference], p) for step, p in mean_curve(mine)]
-        if reference in costs
-        else []
+        [(step * costs[reference], p) for step, p in mean_curve(mine)] if reference in costs else []
     )
     for variant, runs in found.items():
         if variant == reference or not runs:

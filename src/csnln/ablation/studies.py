@@ -319,11 +319,18 @@ def holdout_files(budget: Budget, train_root: PathArg | None) -> list[str]:
 
 def mflop_per_pixel(model: CSNLN, size: int) -> float:
     """Forward MFLOP per LR pixel on a ``size`` x ``size`` input (convolutions and matmuls,
-    as torch's FLOP counter counts them: a multiply-add is 2 FLOP)."""
+    as torch's FLOP counter counts them: a multiply-add is 2 FLOP), every SEM step in full.
+
+    The network skips the last step's down-projection to the next LR state (nothing reads
+    it); the studies matched their widths with it counted, so it is counted here, and their
+    variants keep the widths their runs were trained at."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    cell, s = model.cell, model.scale
+    padded = -(-size // model.size_multiple) * model.size_multiple
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         model(torch.rand(1, 3, size, size))
+        cell.post_conv(cell.output_down(torch.zeros(1, model.n_feats, s * padded, s * padded)))
     return counter.get_total_flops() / (size * size) / 1e6

@@ -83,9 +83,15 @@ class InScaleAttention(nn.Module):
         key = self.key(x).flatten(2)  # N, C/2, HW
         chunking = None if self.export else self.chunk_size
         chunk = queries_per_chunk(chunking, batch=n, queries=h * w, keys=h * w)
+        # Inference with bounded scores: unnormalised weights, normalised on the output.
+        bounded = (
+            not self.export
+            and not torch.is_grad_enabled()
+            and _exp_is_safe(query, key, query.dtype)
+        )
+        attend = _attend_bounded if bounded else self._attend
         out = [
-            torch.bmm(self._attention(query[:, start : start + chunk], key), value)
-            for start in range(0, h * w, chunk)
+            attend(query[:, start : start + chunk], key, value) for start in range(0, h * w, chunk)
         ]
         out = out[0] if len(out) == 1 else torch.cat(out, dim=1)  # N, HW, C
         # A copy into the input's layout: a reshape would be a channels-last view, and every
@@ -114,6 +120,11 @@ class InScaleAttention(nn.Module):
         """The weights: ``softmax_j <query_i, key_j>``, N, Q, C/2 by N, C/2, K -> N, Q, K."""
         return torch.softmax(torch.bmm(query, key), dim=-1)
 
+    @classmethod
+    def _attend(cls, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """``softmax(query key) value``: N, Q, C."""
+        return torch.bmm(cls._attention(query, key), value)
+
     def attention_weights(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """The weights of the query pixels ``positions`` (flat indices into H x W) of
         ``x`` (1, C, H, W) over the key pixels, averaged over the positions: H x W, float32
@@ -125,6 +136,30 @@ class InScaleAttention(nn.Module):
         for chunk in positions.split(MAP_QUERY_CHUNK):
             total += self._attention(query[:, chunk].float(), key.float())[0].double().sum(0)
         return (total / len(positions)).float().view(h, w)
+
+
+#: Largest |score| whose exp, summed over any key count and times any value, stays finite in
+#: float32 and bfloat16 (e^60 ~ 1e26), and whose exp(-score) stays a normal number.
+_EXP_SAFE_SCORE = 60.0
+
+
+def _exp_is_safe(query: torch.Tensor, key: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether every score ``<query_i, key_j>`` (N, Q, D by N, D, K) is bounded by
+    :data:`_EXP_SAFE_SCORE` (Cauchy-Schwarz: ``|q_i| max_j |k_j|``), so that the softmax needs
+    no max subtracted. Not in float16, whose exponent range is too small."""
+    if dtype not in (torch.float32, torch.bfloat16):
+        return False
+    bound = query.float().norm(dim=-1).amax(dim=-1) * key.float().norm(dim=1).amax(dim=-1)
+    return bool((bound < _EXP_SAFE_SCORE).all())
+
+
+def _attend_bounded(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """``softmax(query key) value`` for scores :func:`_exp_is_safe` bounds: the exponentials in
+    place, the sums over the keys divided out of the N, Q, C output instead of the N, Q, K
+    weights (one pass over the score matrix where the softmax makes three; the same result
+    to float rounding)."""
+    weights = torch.bmm(query, key).exp_()  # N, Q, K
+    return torch.bmm(weights, value) / weights.sum(dim=-1, keepdim=True)
 
 
 class CrossScaleAttention(nn.Module):
@@ -260,31 +295,43 @@ class CrossScaleAttention(nn.Module):
 
     def _windowed(self, x: torch.Tensor, window: AttentionWindow) -> torch.Tensor:
         """Each query block matched against the patches of its window's downscaled keys,
-        pasting that window's values onto one canvas: N, C, uH, uW."""
+        pasting that window's values onto one canvas: N, C, uH, uW.
+
+        The same as the whole-image attention with each query's softmax confined to its
+        window's keys: a key patch at the window's edge is cut from the whole key map (its
+        neighbours outside the window included), and it pastes its whole ``u p`` value patch
+        (the values cropped with a margin of ``u * half``)."""
         n, c, h, w = x.shape
         u, p = self.factor, self.patch_size
         half = p // 2
         pad = u * half
-        value, query = self.value(x), F.pad(self.query(x), (half,) * 4)
+        value = F.pad(self.value(x), (pad,) * 4)  # zero outside the image, as the whole paste
+        query = F.pad(self.query(x), (half,) * 4)
         small = F.interpolate(x, size=(h // u, w // u), mode="bilinear", align_corners=False)
-        key_small = self.key(small)  # N, C/2, H/u, W/u: a window's keys are a crop of it
+        key_small = F.pad(self.key(small), (half,) * 4)  # N, C/2, H/u + 2 half, W/u + 2 half
         by, bx, wh, ww, found = blocks(h, w, window)
         ly, lx = wh // u, ww // u
         acc = torch.promote_types(x.dtype, torch.float32)
         canvas = x.new_zeros(n, c, u * h + 2 * pad, u * w + 2 * pad, dtype=acc)
+        ring = (half,) * 4  # the margin keys: no weight of their own, their values pasted
         for group in group_blocks(found, max(1, GROUP_SCORE_ELEMENTS // (n * by * bx * ly * lx))):
             g = len(group)
-            small_windows = crop_blocks(key_small, group, ly, lx, window=True, u=u)
-            key = self._normalised(_patches(F.pad(small_windows, (half,) * 4), p))  # G N, K, L
-            values = _space_to_depth(crop_blocks(value, group, wh, ww, window=True), u)
+            small_windows = crop_blocks(
+                key_small, group, ly + 2 * half, lx + 2 * half, window=True, u=u
+            )
+            key = self._normalised(_patches(small_windows, p))  # G N, C/2 p p, ly lx
+            windows = crop_blocks(value, group, wh + 2 * pad, ww + 2 * pad, window=True)
+            values = _space_to_depth(windows, u)  # G N, C u u, ly + 2 half, lx + 2 half
             queries = crop_blocks(query, group, by + 2 * half, bx + 2 * half, window=False)
             band = _patches(queries, p)  # G N, C/2 p p, by bx
-            attn = self._attention(key.transpose(1, 2), band)  # G N, L, by bx
-            attn = attn.view(g, n, ly * lx, by, bx)
+            attn = self._attention(key.transpose(1, 2), band)  # G N, ly lx, by bx
+            attn = attn.view(g, n, ly, lx, by, bx)
             for i, b in enumerate(group):  # queries an earlier (overlapping) block pasted
-                attn[i, :, :, : b.own_y] = 0
-                attn[i, :, :, :, : b.own_x] = 0
-            attn = attn.view(g * n, ly, lx, by, bx)
+                attn[i, :, :, :, : b.own_y] = 0
+                attn[i, :, :, :, :, : b.own_x] = 0
+            attn = attn.view(g * n, ly, lx, by * bx).permute(0, 3, 1, 2)
+            attn = F.pad(attn, ring).permute(0, 2, 3, 1)  # G N, ly + 2 half, lx + 2 half, Q
+            attn = attn.reshape(g * n, ly + 2 * half, lx + 2 * half, by, bx)
             paste = torch.bmm(values.flatten(2), _shift_sum(attn, p).flatten(1, 2).flatten(2))
             pieces = _depth_to_space(paste.view(g * n, c * u * u, by + 2 * half, -1), u)
             pieces = pieces.view(g, n, c, *pieces.shape[-2:])

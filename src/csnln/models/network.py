@@ -346,10 +346,11 @@ class CSNLN(nn.Module):
         self.gradient_checkpointing = checkpointing_mode(mode)
 
     def _step(
-        self, x: torch.Tensor, tail_weight: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One SEM step and its term of the tail conv: (x_next, conv(h, W_t))."""
-        x, hr = self.cell(x)
+        self, x: torch.Tensor, tail_weight: torch.Tensor, last: bool = False
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """One SEM step and its term of the tail conv: (x_next, conv(h, W_t)); the last
+        step's x_next is not computed (None): only its HR features reach the output."""
+        x, hr = self.cell(x, next_state=not last)
         # The tail's terms make the output pixels: float32 under autocast (see `_in_float32`).
         term = _in_float32(
             lambda hr, weight: F.conv2d(hr, weight.to(hr.dtype), padding=1), hr, tail_weight
@@ -379,19 +380,23 @@ class CSNLN(nn.Module):
         out = None
         mode = self.gradient_checkpointing if torch.is_grad_enabled() else "none"
         for step in range(self.depth):
+            last = step == self.depth - 1
             if mode == "full":
-                x, term = checkpoint(self._step, x, weights[step], use_reentrant=False)
+                state, term = checkpoint(self._step, x, weights[step], last, use_reentrant=False)
             elif mode == "selective":
                 with _without_autocast_cache(x.device.type):
-                    x, term = checkpoint(
+                    state, term = checkpoint(
                         self._step,
                         x,
                         weights[step],
+                        last,
                         use_reentrant=False,
                         context_fn=_selective_contexts,
                     )
             else:
-                x, term = self._step(x, weights[step])
+                state, term = self._step(x, weights[step], last)
+            if state is not None:
+                x = state
             out = term if out is None else out + term
         assert out is not None
         out = _in_float32(

@@ -151,7 +151,11 @@ class SelfExemplarsMining(nn.Module):
         self.output_down = _strided(channels, scale, transpose=False)
         self.post_conv = ConvPReLU(channels, channels, 3)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, *, next_state: bool = True
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(x_next, h); ``next_state=False`` (the last step, whose x_next nothing reads):
+        (None, h), without its down-projection and conv."""
         # x: N, C, H, W (LR)  ->  x_next: N, C, H, W;  h: N, C, sH, sW
         h = self.projection(x)
         if self.local:
@@ -160,4 +164,6 @@ class SelfExemplarsMining(nn.Module):
             h = self.projection2(h)
             if self.local:
                 h = h + self.error_up2(x - self.project_down2(h))
+        if not next_state:
+            return None, h
         return self.post_conv(self.output_down(h)), h
