@@ -175,3 +175,50 @@ def test_bounded_scores_take_the_unnormalised_path_and_give_the_softmax() -> Non
     with torch.no_grad():
         big = module(x * 100)
     assert torch.isfinite(big).all()
+
+
+def test_upscaler_attention_window_runs_a_windowed_copy_and_refuses_bad_ones() -> None:
+    from csnln.inference import Upscaler
+    from csnln.models import Bicubic
+
+    torch.manual_seed(0)
+    model = CSNLN(2, n_feats=8, depth=1).eval()
+    x = torch.rand(1, 3, 40, 40)
+    whole = Upscaler(model, tile=40, precision="fp32")
+    windowed = Upscaler(model, tile=40, precision="fp32", attention_window=12)
+    assert (
+        windowed.plan(40, 40).attention_window == 12 and whole.plan(40, 40).attention_window is None
+    )
+    out = windowed(x)
+    assert out.shape == whole(x).shape and not torch.allclose(out, whole(x))
+    assert model.attention_window is None  # the given (perhaps shared) model is left as it is
+    model.set_attention_window(12)
+    with torch.no_grad():
+        assert torch.allclose(out, model(x), atol=1e-6)  # one tile: the model itself
+    model.set_attention_window(None)
+    with pytest.raises(ValueError, match="smallest valid: 6"):
+        Upscaler(model, attention_window=7)
+    with pytest.raises(ValueError, match="smallest valid: 6"):
+        Upscaler(model, attention_window=4)
+    with pytest.raises(ValueError, match="no attention to confine"):
+        Upscaler(Bicubic(2), attention_window=16)
+    with pytest.raises(ValueError, match="number of LR pixels"):
+        Upscaler(model, attention_window="16")  # type: ignore[arg-type]
+
+
+def test_upscale_refuses_a_bad_attention_window_before_any_file(tmp_path, capsys) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from csnln import save_checkpoint
+    from csnln.cli import main
+
+    checkpoint = save_checkpoint(CSNLN(2, n_feats=8, depth=1), tmp_path / "tiny.safetensors")
+    Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(tmp_path / "a.png")
+    args = ["upscale", str(tmp_path / "a.png"), "--model", str(checkpoint)]
+    assert main([*args, "--attention-window", "7"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "smallest valid: 6" in err
+    assert not (tmp_path / "a_x2.png").exists()
+    assert main([*args, "--attention-window", "6"]) == 0
+    assert (tmp_path / "a_x2.png").exists()

@@ -185,8 +185,13 @@ class TileProgress:
                 tiles = f"{plan.calls} tiles of {plan.tile}" if plan.tile else f"{plan.calls} calls"
                 tqdm.write(
                     f"{self.name}: {tiles} (overlap {plan.overlap}, {plan.batch} per call, "
-                    f"{plan.streams} at once), "
-                    f"{plan.precision}: about {duration(estimate)}",
+                    f"{plan.streams} at once"
+                    + (
+                        f", attention windows of {plan.attention_window}"
+                        if plan.attention_window
+                        else ""
+                    )
+                    + f"), {plan.precision}: about {duration(estimate)}",
                     file=sys.stderr,
                 )
         if self.bar is not None:

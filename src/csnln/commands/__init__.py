@@ -59,6 +59,15 @@ def add_tile_options(parser: argparse.ArgumentParser) -> None:
         help="in the blend, leave the outer P LR pixels of each overlap to the neighbouring "
         "tile (default: the tile plan's; 0 with an explicit --tile)",
     )
+    parser.add_argument(
+        "--attention-window",
+        type=int,
+        metavar="W",
+        help="confine the attentions to windows of W LR pixels inside each tile (a multiple "
+        "of 2 of at least 6, at x3 of 3 of at least 9; e.g. 16): faster, slightly lower "
+        "PSNR, not the authors' computation (docs/benchmarks.md measures both); default: "
+        "each tile whole",
+    )
 
 
 def exists_error(exc: FileExistsError) -> str:
@@ -82,4 +91,5 @@ def run_options(args: argparse.Namespace, *, chop: bool = False) -> RunOptions:
         precision=args.precision,
         device=args.device,
         max_memory=args.max_memory,
+        attention_window=args.attention_window,
     )

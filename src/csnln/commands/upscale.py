@@ -47,7 +47,7 @@ from ..allocator import keep_freed_memory
 from ..device import PRECISION_CHOICES, resolve_device, resolve_precision
 from ..distributed import DistInfo
 from ..imageio import SUPPORTED_EXTENSIONS, ImageReadError, check_writable, expand_inputs
-from ..inference.profiles import check_model_tile
+from ..inference.profiles import check_attention_window, check_model_tile
 from ..models.descriptor import describe
 from ..models.official import CheckpointError
 from ..progress import TileProgress, progress
@@ -302,6 +302,7 @@ def _run(args: argparse.Namespace, info: DistInfo | None) -> int:
         device = resolve_device(options.device)
         model = resolve_model(args.model, scale, device)
         check_model_tile(describe(model), options.tile)  # the window, before any file
+        check_attention_window(describe(model), options.attention_window)
         precision = resolve_precision(options.precision, device, describe(model))
         if info is not None:  # `auto` is timed per process: every process takes rank 0's
             from ..distributed import gather_objects

@@ -54,6 +54,9 @@ class RunOptions:
     it is fast, :func:`fast_bf16`; else fp32), ``"fp32"``, ``"bf16"`` or ``"fp16"`` (GPU).
     ``device``: ``"auto"`` (CUDA when there is one), ``"cpu"``, ``"cuda[:N]"``.
     ``max_memory``: the memory budget in bytes (or ``"4GB"``), default: the free memory.
+    ``attention_window``: confine the attentions to windows of this many LR pixels inside
+    each tile or image (each query block over the keys around it; faster, and not the
+    authors' computation: docs/benchmarks.md has its speed and PSNR); None: the whole piece.
     """
 
     tile: TileChoice = "auto"
@@ -66,6 +69,7 @@ class RunOptions:
     precision: str = "auto"
     device: str | torch.device = "auto"
     max_memory: int | str | None = None
+    attention_window: int | None = None
 
     def __post_init__(self) -> None:
         tile = check_tile(self.tile)
@@ -75,6 +79,9 @@ class RunOptions:
             raise ValueError(f"tiles per call must be >= 1, got {self.tile_batch}")
         if self.tile_margin is not None and self.tile_margin < 0:
             raise ValueError(f"tile margin must be >= 0, got {self.tile_margin}")
+        window = self.attention_window
+        if window is not None and (isinstance(window, bool) or not isinstance(window, int)):
+            raise ValueError(f"attention window must be a number of LR pixels, got {window!r}")
         if self.tile_streams is not None and self.tile_streams < 1:
             raise ValueError(f"tile streams must be >= 1, got {self.tile_streams}")
         if self.chop and tile not in ("auto", WHOLE):
@@ -98,7 +105,7 @@ class Plan:
 
     ``calls``: tiles run (x8 with self-ensemble); ``needed``: estimated peak bytes (output
     buffers + the model on ``streams`` calls); ``budget``: the bytes available (0: not
-    planned for memory).
+    planned for memory); ``attention_window``: the attentions' window (None: whole pieces).
     """
 
     tile: int
@@ -111,6 +118,7 @@ class Plan:
     calls: int = 1
     needed: int = 0
     budget: int = 0
+    attention_window: int | None = None
 
     def tiles(self, h: int, w: int, scale: int) -> int:
         if self.chop:

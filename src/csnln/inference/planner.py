@@ -190,6 +190,7 @@ def _checked(request: _Request, plan: Plan, precision: str) -> Plan:
         calls=tiles * (8 if request.options.self_ensemble else 1),
         needed=needed,
         budget=request.total,
+        attention_window=request.options.attention_window,
     )
 
 

@@ -152,6 +152,26 @@ def check_model_tile(descriptor: ModelDescriptor, tile: object) -> None:
         )
 
 
+def check_attention_window(descriptor: ModelDescriptor, window: int | None) -> None:
+    """Refuse, in one line naming the smallest valid value, an attention window the model
+    cannot take: it has no attention to confine, or the window is under its smallest or not
+    a multiple of its size multiple. None (whole pieces) passes."""
+    if window is None:
+        return
+    smallest = descriptor.smallest_attention_window
+    if smallest is None:
+        raise ValueError(
+            f"attention window {window}: this {descriptor.architecture} model has no attention "
+            "to confine to windows"
+        )
+    m = descriptor.size_multiple
+    if window < smallest or window % m:
+        raise ValueError(
+            f"attention window {window}: a x{descriptor.scale} model's attention windows must be "
+            f"multiples of {m} of at least {smallest} LR pixels (the smallest valid: {smallest})"
+        )
+
+
 def overlap_for(tile: int, requested: int | None = None, default: int = 0) -> int:
     """The overlap of a tile: the one asked for, else ``default`` capped at a quarter of
     ``tile`` (:data:`WHOLE`: uncapped)."""

@@ -3,6 +3,7 @@ on whole images."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -10,12 +11,12 @@ import torch
 from torch import nn
 
 from ..device import precision_context, resolve_device, resolve_precision
-from ..models.descriptor import describe
+from ..models.descriptor import AttentionWindowed, describe
 from .chop import run_chop
 from .ensemble import self_ensemble
 from .options import Plan, RunOptions
 from .planner import plan_run
-from .profiles import check_model_tile
+from .profiles import check_attention_window, check_model_tile
 from .tiling import run_tiled
 
 
@@ -35,8 +36,20 @@ class Upscaler:
         self.descriptor = describe(model)
         check_model_tile(self.descriptor, self.options.tile)  # the test window, once
         self.precision = resolve_precision(self.options.precision, self.device, self.descriptor)
+        window = self.options.attention_window
+        if window is not None:
+            model = self._windowed(model, window)
         self.model = model.to(self.device).eval()
         self.scale = self.descriptor.scale
+
+    def _windowed(self, model: nn.Module, window: int) -> nn.Module:
+        """A copy of ``model`` with its attentions confined to ``window`` (the given model,
+        perhaps the zoo's shared one, is left as it is)."""
+        check_attention_window(self.descriptor, window)
+        assert isinstance(model, AttentionWindowed)  # its descriptor said it can
+        windowed = copy.deepcopy(model)
+        windowed.set_attention_window(window)
+        return windowed
 
     @property
     def chop(self) -> bool:

@@ -36,7 +36,9 @@ class ModelDescriptor:
     other. ``trained_window``: the LR patch side it was trained on, None when its checkpoint
     does not say. ``input_size``: the one LR (height, width) it takes, smaller pieces padded
     to it (an exported graph), None for any size. ``patch_size``: the attention's matching
-    patch (1: none), the least a tile must hold.
+    patch (1: none), the least a tile must hold. ``smallest_attention_window``: the
+    smallest window (LR pixels) its attentions can be confined to (``set_attention_window``),
+    None when it cannot confine them (no attention, or an exported graph).
     """
 
     scale: int
@@ -50,6 +52,15 @@ class ModelDescriptor:
     trained_window: int | None = None
     input_size: tuple[int, int] | None = None
     patch_size: int = 1
+    smallest_attention_window: int | None = None
+
+
+@runtime_checkable
+class AttentionWindowed(Protocol):
+    """A model whose descriptor gives a ``smallest_attention_window``: it can confine its
+    attentions to windows of that many LR pixels or more (None: the whole input)."""
+
+    def set_attention_window(self, size: int | None) -> None: ...
 
 
 @runtime_checkable

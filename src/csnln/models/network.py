@@ -212,11 +212,13 @@ class CSNLN(nn.Module):
 
     @property
     def descriptor(self) -> ModelDescriptor:
+        attends = bool({"in_scale", "cross_scale"} & set(self.config.branches))
         return ModelDescriptor(
             scale=self.scale,
             size_multiple=self.size_multiple,
             tileable=True,
-            quadratic_cost=bool({"in_scale", "cross_scale"} & set(self.config.branches)),
+            quadratic_cost=attends,
+            smallest_attention_window=self.smallest_attention_window() if attends else None,
             architecture="CSNLN",
             n_feats=self.n_feats,
             weights=self.weights,
