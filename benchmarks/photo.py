@@ -12,6 +12,9 @@ plan, tiles, blend, write) in a fresh process, so that peak memory is that of on
   calls running two at once on a CPU of two or more threads (``csnln.inference.CPU_STREAMS``);
 * ``now, 1 stream``: the same plan one call at a time (``--tile-streams 1``), to show what the
   concurrent calls add (the result is the same);
+* ``windowed``: ``now`` with the attentions confined to windows of ``--window`` LR pixels
+  inside each tile (``--attention-window``; at x3 the multiple of 3 below it): the faster path
+  that is not the authors' computation, with its PSNR next to today's;
 * ``onnx``: the model exported by ``csnln export`` (its tile plan, dynamic batch), run by
   onnxruntime's CPU provider through the same tiler (``csnln.export.OnnxModel``), fp32 only;
   exported once per scale before the timings (``--plans before now onnx``).
@@ -26,11 +29,13 @@ conservative).
 Per row: seconds, seconds per output megapixel, model calls, GFLOP (``torch.utils.flop_counter``
 on one call, times the calls), GFLOP/s and its share of this machine's matmul peak (a 2048^2
 matmul in the same precision, measured in this run), peak resident memory. Then PSNR/SSIM of
-the same plans on Set5 and B100 (every ``--b100-every``-th image), as ``csnln eval`` measures.
+the same plans on Set5, Set14, B100 (every ``--b100-every``-th image) and SunHays80 (every
+``--sun-every``-th), as ``csnln eval`` measures.
 
     python benchmarks/photo.py                    # Kodak 1, a 1-Mpx photo; x2 x3 x4
     python benchmarks/photo.py --scales 2 --kodak 24 --budget 1e9
     python benchmarks/photo.py --scales 3 4 --plans before now   # without the 1-stream rows
+    python benchmarks/photo.py --baseline 51bdec9 --plans before now windowed --precisions fp32
 """
 
 from __future__ import annotations
@@ -57,9 +62,18 @@ KODAK = SHARED / "train" / "Kodak24"
 PHOTO = SHARED / "train" / "Wiki49" / "005.webp"
 SET5 = SHARED / "benchmark" / "Set5" / "HR"
 B100 = SHARED / "benchmark" / "B100" / "HR"
+SET14 = SHARED / "benchmark" / "Set14" / "HR"
+SUNHAYS = SHARED / "benchmark" / "SunHays80" / "HR"
 
 
-PLANS = ("before", "one-stream", "now", "onnx")
+PLANS = ("before", "one-stream", "now", "windowed", "onnx")
+SETS = ("Set5", "Set14", "B100", "SunHays80")
+
+
+def window_at(window: int, scale: int) -> int:
+    """``--window`` as the scale takes it: a multiple of 3 at x3, of 2 otherwise."""
+    m = 3 if scale == 3 else 2
+    return window // m * m
 
 
 class _Stop(Exception):
@@ -88,6 +102,10 @@ def _cell(spec: dict) -> dict:
         from csnln.export import OnnxModel
 
         model = OnnxModel(spec["onnx"])
+    window = {}
+    if spec["plan"] == "windowed":
+        window = {"attention_window": spec["window"]}
+        counted.set_attention_window(spec["window"])  # this process's own copy
     seen: dict = {}
     ticks = [0]
     limit = spec.get("max_tiles")
@@ -118,6 +136,7 @@ def _cell(spec: dict) -> dict:
             on_tile=on_tile,
             **hooks,
             **({"tile_streams": 1} if spec["plan"] == "one-stream" else {}),
+            **window,
         )
         seconds = time.perf_counter() - start
         extrapolated = False
@@ -170,7 +189,7 @@ def _cell(spec: dict) -> dict:
 
 
 def _quality(spec: dict) -> dict:
-    """PSNR/SSIM of one plan on Set5 and the B100 subset, in this process."""
+    """PSNR/SSIM of one plan on the sets (the subsets of B100 and SunHays80), here."""
     if spec["plan"] == "before":
         sys.path.insert(0, spec["baseline_src"])
     from csnln.allocator import keep_freed_memory
@@ -183,8 +202,9 @@ def _quality(spec: dict) -> dict:
         from csnln.export import OnnxModel
 
         model = OnnxModel(spec["onnx"])
+    window = {"attention_window": spec["window"]} if spec["plan"] == "windowed" else {}
     out = {}
-    for name, folder in (("Set5", SET5), ("B100", Path(spec["b100"]))):
+    for name, folder in spec["sets"].items():
         start = time.perf_counter()
         (result,) = evaluate(
             model,
@@ -193,6 +213,7 @@ def _quality(spec: dict) -> dict:
             precision=spec["precision"],
             device="cpu",
             progress=False,
+            **window,
         )
         out[name] = (result.psnr, result.ssim, time.perf_counter() - start)
     return {**spec, **out}
@@ -246,7 +267,20 @@ def main() -> int:
         help="quality on every N-th B100 image (default 10)",
     )
     parser.add_argument(
-        "--no-quality", action="store_true", help="time only: leave out the Set5/B100 PSNR/SSIM"
+        "--sun-every",
+        type=int,
+        default=10,
+        help="quality on every N-th SunHays80 image (default 10)",
+    )
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=16,
+        help="the windowed plan's attention window in LR pixels (default 16; at x3 the "
+        "multiple of 3 below it)",
+    )
+    parser.add_argument(
+        "--no-quality", action="store_true", help="time only: leave out the PSNR/SSIM tables"
     )
     parser.add_argument(
         "--baseline", default="b098e83", help="the commit of the before rows (default b098e83)"
@@ -319,6 +353,7 @@ def main() -> int:
                         "precision": precision,
                         "baseline_src": baseline,
                         "onnx": exported.get(scale),
+                        "window": window_at(args.window, scale),
                     }
                     if plan == "before":
                         # Time a few tiles first; extrapolate when the whole would be long.
@@ -332,9 +367,11 @@ def main() -> int:
                     f" (timed on {r['extrapolated_from']} tiles)" if r["extrapolated_from"] else ""
                 )
                 gflops = r["gflop"] / r["seconds"]
-                name = {"one-stream": "now, 1 stream", "onnx": "onnxruntime"}.get(
-                    r["plan"], r["plan"]
-                )
+                name = {
+                    "one-stream": "now, 1 stream",
+                    "onnx": "onnxruntime",
+                    "windowed": f"windowed {r['window']}",
+                }.get(r["plan"], r["plan"])
                 at_once = f", {r['streams']} at once" if r["streams"] > 1 else ""
                 print(
                     f"| {Path(r['image']).name} {r['size']} | x{scale} | {name} "
@@ -348,18 +385,22 @@ def main() -> int:
                 )
     if args.no_quality:
         return 0
-    subset = Path(tempfile.mkdtemp(prefix="b100_"))
-    for path in sorted(B100.glob("*.png"))[:: args.b100_every]:
-        (subset / path.name).symlink_to(path)
-    count = len(list(subset.iterdir()))
+    sets = {"Set5": str(SET5), "Set14": str(SET14)}
+    subsets = {"B100": (B100, args.b100_every), "SunHays80": (SUNHAYS, args.sun_every)}
+    for name, (folder, every) in subsets.items():
+        subset = Path(tempfile.mkdtemp(prefix=f"{name}_"))
+        for path in sorted(folder.glob("*"))[::every]:
+            (subset / path.name).symlink_to(path)
+        sets[name] = str(subset)
     print(
-        f"\nQuality of the same plans (`csnln eval`'s protocol; B100: {count} images, every "
-        f"{args.b100_every}th), PSNR dB / SSIM on Y:\n"
+        f"\nQuality of the same plans (`csnln eval`'s protocol; B100: every {args.b100_every}th "
+        f"image, SunHays80: every {args.sun_every}th), PSNR dB / SSIM on Y:\n"
     )
-    print("| scale | plan | precision | Set5 | B100 | Set5 + B100 s |")
-    print("|---|---|---|---|---|---|")
+    print("| scale | plan | precision | " + " | ".join(SETS) + " | s |")
+    print("|---|---|---|" + "---|" * len(SETS) + "---|")
     for scale in args.scales:
         runs = [("before", "fp32")] + [("now", p) for p in args.precisions]
+        runs += [("windowed", "fp32")] if "windowed" in args.plans else []
         runs += [("onnx", "fp32")] if "onnx" in args.plans else []
         for plan, precision in runs:
             q = _spawn(
@@ -369,16 +410,16 @@ def main() -> int:
                     "scale": scale,
                     "plan": plan,
                     "precision": precision,
-                    "b100": str(subset),
+                    "sets": sets,
                     "baseline_src": baseline,
                     "onnx": exported.get(scale),
+                    "window": window_at(args.window, scale),
                 },
             )
-            print(
-                f"| x{scale} | {plan} | {precision} | {q['Set5'][0]:.3f} / {q['Set5'][1]:.4f} "
-                f"| {q['B100'][0]:.3f} / {q['B100'][1]:.4f} | {q['Set5'][2] + q['B100'][2]:.0f} |",
-                flush=True,
-            )
+            name = f"windowed {window_at(args.window, scale)}" if plan == "windowed" else plan
+            cells = " | ".join(f"{q[s][0]:.3f} / {q[s][1]:.4f}" for s in SETS)
+            seconds = sum(q[s][2] for s in SETS)
+            print(f"| x{scale} | {name} | {precision} | {cells} | {seconds:.0f} |", flush=True)
     return 0
 
 
