@@ -1,7 +1,7 @@
 """How good is the time `csnln upscale` announces before a long image? Side by side: the
 estimate its plan line prints (made after the second wave of model calls) and the real time of
 the same job, for the bundled model at x2 and x4 on the README's photo sizes (Kodak 768x512,
-a 1228x816 photo), in the command's default options. Target: within +-30 %.
+a 1228x816 photo), in the command's default options. Target: within +-25 %.
 
     python benchmarks/estimate.py                 # Kodak 1 and the 1-Mpx photo, x2 and x4
     python benchmarks/estimate.py --scales 2 --no-photo
@@ -14,7 +14,6 @@ benchmarks/results/estimate.md.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import head_commit  # noqa: E402
+from common import cpu_description, head_commit  # noqa: E402
 
 from csnln.allocator import keep_freed_memory  # noqa: E402
 from csnln.inference import RunOptions  # noqa: E402
@@ -36,6 +35,8 @@ from csnln.zoo import resolve_model  # noqa: E402
 SHARED = ROOT.parent / "shared" / "data" / "train"
 KODAK = SHARED / "Kodak24" / "kodim01.png"
 PHOTO = SHARED / "Wiki49" / "005.webp"  # 1228 x 816
+#: How far the estimate may be from the real time (issue 2/3 of the CPU work: 25 %).
+TOLERANCE = 0.25
 
 
 def main() -> int:
@@ -70,7 +71,7 @@ def main() -> int:
                 real = time.perf_counter() - progress.started
                 estimate = progress.estimate
                 ratio = estimate / real if estimate else float("nan")
-                verdict = "yes" if abs(ratio - 1) <= 0.30 else "**no**"
+                verdict = "yes" if abs(ratio - 1) <= TOLERANCE else "**no**"
                 rows.append(
                     f"| x{scale} | {image.name} | {estimate:.1f} | {real:.1f} | {ratio:.2f} "
                     f"| {verdict} |"
@@ -84,10 +85,10 @@ def main() -> int:
             "# The plan line's time estimate against the real time",
             "",
             f"`python benchmarks/estimate.py`, {stamp}, at {head_commit()}, on "
-            f"{platform.processor() or platform.machine()}: the bundled model, `csnln "
+            f"{cpu_description()}: the bundled model, `csnln "
             "upscale`'s default options; seconds from the plan to the written file.",
             "",
-            "| scale | image | estimate s | real s | estimate / real | within 30 % |",
+            f"| scale | image | estimate s | real s | estimate / real | within {TOLERANCE:.0%} |",
             "|---|---|---|---|---|---|",
             *rows,
             "",

@@ -25,10 +25,11 @@ from csnln.upscaling import plan_upscale, upscale_file
 from csnln.zoo import resolve_model
 folder, model = sys.argv[1], sys.argv[5]
 w, h, scale = (int(v) for v in sys.argv[2:5])
+window = {"attention_window": int(sys.argv[6])} if sys.argv[6] != "0" else {}
 rng = np.random.default_rng(0)
 Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(f"{folder}/in.png")
 net = resolve_model(model, scale, "cpu")
-plan = plan_upscale(net, h, w, device="cpu")
+plan = plan_upscale(net, h, w, device="cpu", **window)
 def status(key):
     with open("/proc/self/status") as handle:
         return next(int(line.split()[1]) * 1024 for line in handle if line.startswith(key))
@@ -40,7 +41,7 @@ def sample():
         time.sleep(0.001)
 sampler = threading.Thread(target=sample)
 sampler.start()
-upscale_file(f"{folder}/in.png", f"{folder}/out.png", scale, net, device="cpu")
+upscale_file(f"{folder}/in.png", f"{folder}/out.png", scale, net, device="cpu", **window)
 done.set()
 sampler.join()
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before_rss
@@ -51,12 +52,17 @@ print(json.dumps({"needed": plan.needed, "growth": peak[0] - before, "rss_growth
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 @pytest.mark.parametrize(
-    ("width", "height", "scale", "model"),
-    [(1200, 800, 4, "bicubic"), (600, 400, 2, "small")],
+    ("width", "height", "scale", "model", "window"),
+    [(1200, 800, 4, "bicubic", 0), (600, 400, 2, "small", 0), (320, 240, 4, "small", 16)],
 )
-def test_plan_bounds_the_peak(tmp_path, width: int, height: int, scale: int, model: str) -> None:
+def test_plan_bounds_the_peak(
+    tmp_path, width: int, height: int, scale: int, model: str, window: int
+) -> None:
+    """Also with the attentions in windows (its plan is the tiles' plan; the windows only
+    make each call smaller)."""
+    args = [str(tmp_path), str(width), str(height), str(scale), model, str(window)]
     out = subprocess.run(
-        [sys.executable, "-c", JOB, str(tmp_path), str(width), str(height), str(scale), model],
+        [sys.executable, "-c", JOB, *args],
         capture_output=True,
         text=True,
         check=True,
