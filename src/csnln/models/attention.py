@@ -313,7 +313,6 @@ class CrossScaleAttention(nn.Module):
         ly, lx = wh // u, ww // u
         acc = torch.promote_types(x.dtype, torch.float32)
         canvas = x.new_zeros(n, c, u * h + 2 * pad, u * w + 2 * pad, dtype=acc)
-        ring = (half,) * 4  # the margin keys: no weight of their own, their values pasted
         for group in group_blocks(found, max(1, GROUP_SCORE_ELEMENTS // (n * by * bx * ly * lx))):
             g = len(group)
             small_windows = crop_blocks(
@@ -329,9 +328,10 @@ class CrossScaleAttention(nn.Module):
             for i, b in enumerate(group):  # queries an earlier (overlapping) block pasted
                 attn[i, :, :, :, : b.own_y] = 0
                 attn[i, :, :, :, :, : b.own_x] = 0
-            attn = attn.view(g * n, ly, lx, by * bx).permute(0, 3, 1, 2)
-            attn = F.pad(attn, ring).permute(0, 2, 3, 1)  # G N, ly + 2 half, lx + 2 half, Q
-            attn = attn.reshape(g * n, ly + 2 * half, lx + 2 * half, by, bx)
+            # The margin keys: no weight of their own, their value blocks pasted by the others.
+            ring = attn.new_zeros(g * n, ly + 2 * half, lx + 2 * half, by, bx)
+            ring[:, half : half + ly, half : half + lx] = attn.view(g * n, ly, lx, by, bx)
+            attn = ring
             paste = torch.bmm(values.flatten(2), _shift_sum(attn, p).flatten(1, 2).flatten(2))
             pieces = _depth_to_space(paste.view(g * n, c * u * u, by + 2 * half, -1), u)
             pieces = pieces.view(g, n, c, *pieces.shape[-2:])
