@@ -23,44 +23,20 @@ ChunkSize: TypeAlias = int | Literal["auto"] | None
 #: Default chunking: as many queries per chunk as keep one chunk's score matrix at this many
 #: elements (64 MB in float32), over the whole batch.
 AUTO_SCORE_ELEMENTS = 2**24
-#: Default chunking in inference on a CPU: one image at a time, its chunks' scores at about
-#: this many elements (2 MB in float32), so that a chunk's products, exponentials and sums
-#: run in the core's cache instead of memory (the chunk sizes are measured by
-#: ``benchmarks/attention_chunks.py``). The same result; only the order of the work changes.
-CPU_SCORE_ELEMENTS = 2**19
 DEFAULT_CHUNK_SIZE: ChunkSize = "auto"
 #: Query positions per score block of ``attention_weights`` (the maps: one image, float64 sums).
 MAP_QUERY_CHUNK = 256
 
 
-def queries_per_chunk(
-    chunk_size: ChunkSize,
-    *,
-    batch: int,
-    queries: int,
-    keys: int,
-    budget: int = AUTO_SCORE_ELEMENTS,
-) -> int:
-    """How many query positions one chunk holds: all (None), a fixed number, or "auto" (as
-    many as keep the chunk's ``batch x chunk x keys`` scores within ``budget`` elements)."""
+def queries_per_chunk(chunk_size: ChunkSize, *, batch: int, queries: int, keys: int) -> int:
+    """How many query positions one chunk holds: all (None), a fixed number, or "auto"."""
     if chunk_size is None:
         return queries
     if chunk_size == "auto":
-        return max(1, min(queries, budget // max(1, batch * keys)))
+        return max(1, min(queries, AUTO_SCORE_ELEMENTS // max(1, batch * keys)))
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, 'auto' or None, got {chunk_size!r}")
     return min(queries, chunk_size)
-
-
-def _cache_chunked(chunk_size: ChunkSize, export: bool, x: torch.Tensor) -> bool:
-    """Whether an attention runs ``x`` in :data:`CPU_SCORE_ELEMENTS` chunks, one image at a
-    time: default chunking (``"auto"``), CPU inference, not exporting."""
-    return (
-        chunk_size == "auto"
-        and x.device.type == "cpu"
-        and not torch.is_grad_enabled()
-        and not export
-    )
 
 
 class InScaleAttention(nn.Module):
@@ -91,12 +67,9 @@ class InScaleAttention(nn.Module):
         n, c, h, w = x.shape
         if self.window is not None and not self.export and not self.window.covers(h, w):
             return self._windowed(x, self.window)
-        fused = x.is_cuda if self.fused is None else self.fused
-        cache_chunked = not fused and _cache_chunked(self.chunk_size, self.export, x)
-        if cache_chunked and n > 1:  # one image at a time: no term mixes the images
-            return torch.cat([self(x[i : i + 1]) for i in range(n)])
         query = self.query(x).flatten(2).transpose(1, 2)  # N, HW, C/2
         value = self.value(x).flatten(2).transpose(1, 2)  # N, HW, C
+        fused = x.is_cuda if self.fused is None else self.fused
         if fused and not self.export:
             # The same softmax(Q K^T) V (no 1/sqrt(d): scale=1) in one kernel; on GPUs its
             # flash/memory-efficient kernels never write the HW x HW score matrix. Not by
@@ -109,8 +82,7 @@ class InScaleAttention(nn.Module):
             return out.transpose(1, 2).reshape(n, c, h, w)
         key = self.key(x).flatten(2)  # N, C/2, HW
         chunking = None if self.export else self.chunk_size
-        budget = CPU_SCORE_ELEMENTS if cache_chunked else AUTO_SCORE_ELEMENTS
-        chunk = queries_per_chunk(chunking, batch=n, queries=h * w, keys=h * w, budget=budget)
+        chunk = queries_per_chunk(chunking, batch=n, queries=h * w, keys=h * w)
         # Inference with bounded scores: unnormalised weights, normalised on the output.
         bounded = (
             not self.export
@@ -243,9 +215,6 @@ class CrossScaleAttention(nn.Module):
             raise ValueError(f"CrossScaleAttention needs H, W divisible by {u}, got {h}x{w}")
         if self.window is not None and not self.export and not self.window.covers(h, w):
             return self._windowed(x, self.window)
-        cache_chunked = not x.is_cuda and _cache_chunked(self.chunk_size, self.export, x)
-        if cache_chunked and n > 1:  # one image at a time: no term mixes the images
-            return torch.cat([self(x[i : i + 1]) for i in range(n)])
         half = p // 2
         pad = u * half  # canvas margin of a pasted patch around its query's u x u block
 
@@ -260,11 +229,7 @@ class CrossScaleAttention(nn.Module):
         # Queries, one band of rows at a time (with a halo of `half` rows for the patches).
         query = F.pad(query, (half, half, half, half))
         chunking = None if self.export else self.chunk_size
-        budget = CPU_SCORE_ELEMENTS if cache_chunked else AUTO_SCORE_ELEMENTS
-        queries = queries_per_chunk(
-            chunking, batch=n, queries=h * w, keys=key.shape[-1], budget=budget
-        )
-        rows = max(1, queries // w)
+        rows = max(1, queries_per_chunk(chunking, batch=n, queries=h * w, keys=key.shape[-1]) // w)
         # The softmax over the keys. On a CPU with the keys on dim 1, the layout the paste
         # reads (the CPU softmax vectorises across the queries; computing it keys-last and
         # reading it transposed took up to 1.7x longer at LR 96x96 in an ad hoc timing). On a
