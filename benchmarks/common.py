@@ -61,3 +61,15 @@ def cpu_description() -> str:
     amx = "yes" if {"amx_bf16", "amx_tile"} & flags else "no"
     bf16 = "yes" if "avx512_bf16" in flags else "no"
     return f"{name}, {os.cpu_count()} threads; AMX: {amx}, AVX512-BF16: {bf16}"
+
+
+def add_row(lines: list[str], row: str) -> None:
+    """Append a table row to a benchmark's report and print it as it comes."""
+    lines.append(row)
+    print(row, flush=True)
+
+
+def write_report(lines: list[str], out: Path | None) -> None:
+    """Write the report's lines to ``out`` (a Markdown file), when one was given."""
+    if out:
+        out.write_text("\n".join(lines) + "\n")

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import cpu_description, head_commit, matmul_peak  # noqa: E402
+from common import add_row, cpu_description, head_commit, matmul_peak, write_report  # noqa: E402
 
 from csnln.inference import MEASURED_PLANS  # noqa: E402
 from csnln.zoo import load_model  # noqa: E402
@@ -98,10 +98,8 @@ def main() -> None:
             f"{floor_conv:.1f} | {floor_all:.1f} | {'-' if target is None else f'{target:.0f}'} "
             f"| {verdict} |"
         )
-        lines.append(row)
-        print(row, flush=True)
-    if args.out:
-        args.out.write_text("\n".join(lines) + "\n")
+        add_row(lines, row)
+    write_report(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import cpu_description, head_commit  # noqa: E402
+from common import add_row, cpu_description, head_commit, write_report  # noqa: E402
 
 from csnln.allocator import keep_freed_memory  # noqa: E402
 from csnln.inference import MEASURED_PLANS  # noqa: E402
@@ -107,10 +107,8 @@ def main() -> None:
             f"| x{scale} | {plan.batch} tiles of {plan.tile} | {before * 1e3:.0f} ms | "
             f"{now * 1e3:.0f} ms | {before / now:.2f}x | {diff:.1e} |"
         )
-        lines.append(row)
-        print(row, flush=True)
-    if args.out:
-        args.out.write_text("\n".join(lines) + "\n")
+        add_row(lines, row)
+    write_report(lines, args.out)
 
 
 if __name__ == "__main__":
