@@ -3,9 +3,12 @@ as it was at an earlier commit (for side-by-side before/after rows)."""
 
 from __future__ import annotations
 
+import argparse
 import subprocess
+import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,3 +76,26 @@ def write_report(lines: list[str], out: Path | None) -> None:
     """Write the report's lines to ``out`` (a Markdown file), when one was given."""
     if out:
         out.write_text("\n".join(lines) + "\n")
+
+
+def scales_parser(doc: str, *, rounds: int | None = None) -> argparse.ArgumentParser:
+    """A benchmark's parser with the usual ``--scales`` and ``--out`` (and ``--rounds``)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
+    if rounds is not None:
+        parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--out", type=Path, help="also write the table to this Markdown file")
+    return parser
+
+
+def report_head(title: str, details: str) -> list[str]:
+    """A report's first lines: its title with the command that printed it, then the commit,
+    the time, this CPU and ``details``."""
+    command = f"python benchmarks/{Path(sys.argv[0]).name} " + " ".join(sys.argv[1:])
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return [
+        f"# {title} — `{command.strip()}`",
+        "",
+        f"commit {head_commit()}, {when}; {cpu_description()}; {details}",
+        "",
+    ]

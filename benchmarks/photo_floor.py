@@ -16,9 +16,7 @@ direct) do not use them for these layers.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -27,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import add_row, cpu_description, head_commit, matmul_peak, write_report  # noqa: E402
+from common import add_row, matmul_peak, report_head, scales_parser, write_report  # noqa: E402
 
 from csnln.inference import MEASURED_PLANS  # noqa: E402
 from csnln.zoo import load_model  # noqa: E402
@@ -52,8 +50,7 @@ def flops_per_pixel(scale: int) -> tuple[int, float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
+    parser = scales_parser(__doc__)
     parser.add_argument(
         "--size",
         type=int,
@@ -62,7 +59,6 @@ def main() -> None:
         metavar=("W", "H"),
         help="the photo's LR size (default: 1228 816, benchmarks/photo.py's 1-Mpx photo)",
     )
-    parser.add_argument("--out", type=Path, help="also write the table to this Markdown file")
     args = parser.parse_args()
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     # bf16 matmuls without these instructions are emulated, far below fp32 (and minutes long).
@@ -70,16 +66,13 @@ def main() -> None:
     peaks = {p: matmul_peak(p) for p in (("fp32", "bf16") if native_bf16 else ("fp32",))}
     best = max(peaks, key=peaks.get)
     pixels = args.size[0] * args.size[1]
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
-    command = "python benchmarks/photo_floor.py " + " ".join(sys.argv[1:])
-    lines = [
-        f"# The floor of a photo's time with the bundled weights — `{command.strip()}`",
-        "",
-        f"commit {head_commit()}, {when}; {cpu_description()}; 2048² matmul peak: "
+    lines = report_head(
+        "The floor of a photo's time with the bundled weights",
+        "2048² matmul peak: "
         + ", ".join(f"{p} {v:.0f} GFLOP/s" for p, v in peaks.items())
         + f" (the floor uses {best}); a {args.size[0]}x{args.size[1]} LR photo "
         f"({pixels / 1e6:.2f} Mpx), each pixel computed once.",
-        "",
+    ) + [
         "| scale | tile | convolutions MFLOP / LR px | attention matmuls MFLOP / LR px | "
         "photo GFLOP | floor s: convolutions alone | floor s: all | target s | "
         "target above the floor |",
