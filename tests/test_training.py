@@ -479,3 +479,17 @@ def test_cli_overrides_after_resume(
     with pytest.raises(SystemExit):
         main(["upscale", "x.png", "a=1", "--bogus"])
     assert "--bogus" in capsys.readouterr().err
+
+
+def test_training_in_attention_windows_records_them(tmp_path: Path, data_dir: Path) -> None:
+    # Patches of 12 and windows of 6: the attentions run windowed in the forward and backward
+    # passes, and the weights carry the window their runs then use by default.
+    config = _tiny(tmp_path, data_dir, "steps=2", "data.patch_size=12", "model.attention_window=6")
+    result = run_training(config)
+    _, _, meta = read_checkpoint(result.weights)
+    assert meta["attention_window"] == 6 and meta["trained_window"] == 12
+    from csnln import load_checkpoint
+
+    assert load_checkpoint(result.weights).descriptor.trained_attention_window == 6
+    with pytest.raises(ConfigError, match="model.attention_window: .*smallest valid value"):
+        run_training(_tiny(tmp_path, data_dir, "model.attention_window=5", name="bad"))

@@ -222,3 +222,44 @@ def test_upscale_refuses_a_bad_attention_window_before_any_file(tmp_path, capsys
     assert not (tmp_path / "a_x2.png").exists()
     assert main([*args, "--attention-window", "6"]) == 0
     assert (tmp_path / "a_x2.png").exists()
+
+
+@pytest.mark.parametrize("factor", [None, 2])
+def test_windowed_attention_backpropagates_as_the_whole_one_when_windows_hold_every_key(
+    factor: int | None,
+) -> None:
+    # Blocks of 6 do not divide 20 x 22, so the last blocks overlap their neighbours and the
+    # cross-scale path masks the queries they share: the mask must leave the softmax's output
+    # intact for the backward pass (training in windows, model.attention_window).
+    torch.manual_seed(0)
+    module = InScaleAttention(8) if factor is None else CrossScaleAttention(8, factor=factor)
+    x = torch.randn(1, 8, 20, 22, requires_grad=True)
+    target = torch.randn_like(module(x))
+    (module(x) * target).sum().backward()
+    whole = x.grad.clone()
+    x.grad = None
+    module.window = AttentionWindow(block=6, halo=24)
+    (module._windowed(x, module.window) * target).sum().backward()
+    assert torch.allclose(x.grad, whole, atol=1e-4)
+
+
+def test_weights_trained_in_windows_run_in_them_unless_told_otherwise(tmp_path) -> None:
+    from csnln import load_checkpoint, save_checkpoint
+    from csnln.inference import Upscaler
+
+    torch.manual_seed(0)
+    path = save_checkpoint(
+        CSNLN(2, n_feats=8, depth=1), tmp_path / "w.safetensors", metadata={"attention_window": 12}
+    )
+    model = load_checkpoint(path)
+    assert model.descriptor.trained_attention_window == 12 and model.attention_window is None
+    x = torch.rand(1, 3, 40, 40)
+    default, whole = Upscaler(model, tile=40), Upscaler(model, tile=40, attention_window=0)
+    other = Upscaler(model, tile=40, attention_window=16)
+    assert [u.plan(40, 40).attention_window for u in (default, whole, other)] == [12, None, 16]
+    with torch.no_grad():
+        assert torch.allclose(whole(x), model(x), atol=1e-6)  # 0: the authors' computation
+        model.set_attention_window(12)
+        assert torch.allclose(default(x), model(x), atol=1e-6)
+    plain = save_checkpoint(CSNLN(2, n_feats=8, depth=1), tmp_path / "p.safetensors")
+    assert load_checkpoint(plain).descriptor.trained_attention_window is None

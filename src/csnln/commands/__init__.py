@@ -64,9 +64,9 @@ def add_tile_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="W",
         help="confine the attentions to windows of W LR pixels inside each tile (a multiple "
-        "of 2 of at least 6, at x3 of 3 of at least 9; e.g. 16): faster, slightly lower "
-        "PSNR, not the authors' computation (docs/benchmarks.md measures both); default: "
-        "each tile whole",
+        "of 2 of at least 6, at x3 of 3 of at least 9; e.g. 16): faster, not the authors' "
+        "computation (docs/benchmarks.md measures speed and PSNR); 0: each tile whole, as "
+        "the authors compute it; default: the window the weights were trained in, else 0",
     )
 
 

@@ -56,7 +56,9 @@ class RunOptions:
     ``max_memory``: the memory budget in bytes (or ``"4GB"``), default: the free memory.
     ``attention_window``: confine the attentions to windows of this many LR pixels inside
     each tile or image (each query block over the keys around it; faster, and not the
-    authors' computation: docs/benchmarks.md has its speed and PSNR); None: the whole piece.
+    authors' computation: docs/benchmarks.md has its speed and PSNR); 0: each piece whole
+    (the authors' computation); None: the window the weights were trained in (the model's
+    ``descriptor.trained_attention_window``), whole pieces when they were trained so.
     """
 
     tile: TileChoice = "auto"

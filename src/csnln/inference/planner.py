@@ -27,6 +27,7 @@ from .profiles import (
     GENERIC_CPU_PLAN,
     WHOLE,
     MemoryModel,
+    attention_window_for,
     check_model_tile,
     memory_model,
     overlap_for,
@@ -190,7 +191,7 @@ def _checked(request: _Request, plan: Plan, precision: str) -> Plan:
         calls=tiles * (8 if request.options.self_ensemble else 1),
         needed=needed,
         budget=request.total,
-        attention_window=request.options.attention_window,
+        attention_window=attention_window_for(request.descriptor, request.options.attention_window),
     )
 
 

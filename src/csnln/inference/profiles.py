@@ -152,11 +152,19 @@ def check_model_tile(descriptor: ModelDescriptor, tile: object) -> None:
         )
 
 
+def attention_window_for(descriptor: ModelDescriptor, asked: int | None) -> int | None:
+    """The attention window a run uses: the one asked for (:data:`WHOLE`: each piece whole,
+    the authors' computation), else the one the weights were trained in (None: whole)."""
+    if asked is None:
+        return descriptor.trained_attention_window
+    return None if asked == WHOLE else asked
+
+
 def check_attention_window(descriptor: ModelDescriptor, window: int | None) -> None:
     """Refuse, in one line naming the smallest valid value, an attention window the model
     cannot take: it has no attention to confine, or the window is under its smallest or not
-    a multiple of its size multiple. None (whole pieces) passes."""
-    if window is None:
+    a multiple of its size multiple. None (the default) and :data:`WHOLE` pass."""
+    if window is None or window == WHOLE:
         return
     smallest = descriptor.smallest_attention_window
     if smallest is None:
@@ -168,7 +176,8 @@ def check_attention_window(descriptor: ModelDescriptor, window: int | None) -> N
     if window < smallest or window % m:
         raise ValueError(
             f"attention window {window}: a x{descriptor.scale} model's attention windows must be "
-            f"multiples of {m} of at least {smallest} LR pixels (the smallest valid: {smallest})"
+            f"multiples of {m} of at least {smallest} LR pixels (the smallest valid: {smallest}; "
+            "0 runs each piece whole)"
         )
 
 

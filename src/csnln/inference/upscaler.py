@@ -16,7 +16,7 @@ from .chop import run_chop
 from .ensemble import self_ensemble
 from .options import Plan, RunOptions
 from .planner import plan_run
-from .profiles import check_attention_window, check_model_tile
+from .profiles import attention_window_for, check_attention_window, check_model_tile
 from .tiling import run_tiled
 
 
@@ -36,16 +36,19 @@ class Upscaler:
         self.descriptor = describe(model)
         check_model_tile(self.descriptor, self.options.tile)  # the test window, once
         self.precision = resolve_precision(self.options.precision, self.device, self.descriptor)
-        window = self.options.attention_window
-        if window is not None:
+        asked = self.options.attention_window
+        check_attention_window(self.descriptor, asked)
+        window = attention_window_for(self.descriptor, asked)
+        if window is not None or asked is not None:
             model = self._windowed(model, window)
         self.model = model.to(self.device).eval()
         self.scale = self.descriptor.scale
 
-    def _windowed(self, model: nn.Module, window: int) -> nn.Module:
-        """A copy of ``model`` with its attentions confined to ``window`` (the given model,
-        perhaps the zoo's shared one, is left as it is)."""
-        check_attention_window(self.descriptor, window)
+    def _windowed(self, model: nn.Module, window: int | None) -> nn.Module:
+        """A copy of ``model`` with its attentions confined to ``window`` (None: whole
+        pieces); the given model, perhaps the zoo's shared one, is left as it is."""
+        if self.descriptor.smallest_attention_window is None:
+            return model  # nothing to confine (asked for whole pieces: 0)
         assert isinstance(model, AttentionWindowed)  # its descriptor said it can
         windowed = copy.deepcopy(model)
         windowed.set_attention_window(window)

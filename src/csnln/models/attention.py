@@ -325,9 +325,14 @@ class CrossScaleAttention(nn.Module):
             band = _patches(queries, p)  # G N, C/2 p p, by bx
             attn = self._attention(key.transpose(1, 2), band)  # G N, ly lx, by bx
             attn = attn.view(g, n, ly, lx, by, bx)
-            for i, b in enumerate(group):  # queries an earlier (overlapping) block pasted
-                attn[i, :, :, :, : b.own_y] = 0
-                attn[i, :, :, :, :, : b.own_x] = 0
+            if any(b.own_y or b.own_x for b in group):
+                # Queries an earlier (overlapping) block pasted; a mask, not an in-place
+                # write, so that the softmax's output stays intact for its backward pass.
+                keep = attn.new_ones(g, 1, 1, 1, by, bx)
+                for i, b in enumerate(group):
+                    keep[i, :, :, :, : b.own_y] = 0
+                    keep[i, :, :, :, :, : b.own_x] = 0
+                attn = attn * keep
             # The margin keys: no weight of their own, their value blocks pasted by the others.
             ring = attn.new_zeros(g * n, ly + 2 * half, lx + 2 * half, by, bx)
             ring[:, half : half + ly, half : half + lx] = attn.view(g * n, ly, lx, by, bx)

@@ -72,6 +72,8 @@ def load_checkpoint(
     model = CSNLN.from_config(config, **runtime)
     window = metadata.get("trained_window")  # the LR patch side it was trained on
     model.trained_window = window if isinstance(window, int) else None
+    attention = metadata.get("attention_window")  # the attention window it was trained in
+    model.trained_attention_window = attention if isinstance(attention, int) else None
     result = model.load_state_dict(tensors, strict=False)
     expected = model.state_dict()
     wrong = [

@@ -34,11 +34,14 @@ class ModelDescriptor:
     ``architecture``: ``"CSNLN"`` or ``"bicubic"``; ``n_feats``: the network's width (0:
     none). ``weights``: the bundled weights it carries (e.g. ``"small"``), None for any
     other. ``trained_window``: the LR patch side it was trained on, None when its checkpoint
-    does not say. ``input_size``: the one LR (height, width) it takes, smaller pieces padded
-    to it (an exported graph), None for any size. ``patch_size``: the attention's matching
-    patch (1: none), the least a tile must hold. ``smallest_attention_window``: the
-    smallest window (LR pixels) its attentions can be confined to (``set_attention_window``),
-    None when it cannot confine them (no attention, or an exported graph).
+    does not say. ``trained_attention_window``: the attention window (LR pixels) its weights
+    were trained in, which runs use unless told otherwise; None: whole patches (the
+    authors' computation). ``input_size``: the one LR (height, width) it takes, smaller
+    pieces padded to it (an exported graph), None for any size. ``patch_size``: the
+    attention's matching patch (1: none), the least a tile must hold.
+    ``smallest_attention_window``: the smallest window (LR pixels) its attentions can be
+    confined to (``set_attention_window``), None when it cannot confine them (no attention,
+    or an exported graph).
     """
 
     scale: int
@@ -50,6 +53,7 @@ class ModelDescriptor:
     n_feats: int = 0
     weights: str | None = None
     trained_window: int | None = None
+    trained_attention_window: int | None = None
     input_size: tuple[int, int] | None = None
     patch_size: int = 1
     smallest_attention_window: int | None = None

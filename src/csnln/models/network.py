@@ -207,6 +207,8 @@ class CSNLN(nn.Module):
         self.weights: str | None = None
         #: The LR patch side it was trained on (set from its checkpoint; None: unknown).
         self.trained_window: int | None = None
+        #: The attention window it was trained in (set from its checkpoint; None: whole).
+        self.trained_attention_window: int | None = None
         #: The attentions' window (:meth:`set_attention_window`); None: whole.
         self.attention_window: int | None = None
 
@@ -223,6 +225,7 @@ class CSNLN(nn.Module):
             n_feats=self.n_feats,
             weights=self.weights,
             trained_window=self.trained_window,
+            trained_attention_window=self.trained_attention_window if attends else None,
             patch_size=self.config.patch_size,
         )
 
@@ -276,6 +279,7 @@ class CSNLN(nn.Module):
         model.load_state_dict(state)
         # Every weight but the tail's is shared: it runs as its source does.
         model.weights, model.trained_window = self.weights, self.trained_window
+        model.trained_attention_window = self.trained_attention_window
         model.gradient_checkpointing = self.gradient_checkpointing
         return model.train(self.training)
 

@@ -27,6 +27,11 @@ def build_model(config: TrainConfig) -> CSNLN:
         chunk_size=m.chunk_size,
     )
     model.set_gradient_checkpointing(m.gradient_checkpointing)
+    if m.attention_window is not None:
+        try:
+            model.set_attention_window(m.attention_window)
+        except ValueError as exc:
+            raise ConfigError(f"model.attention_window: {exc}") from None
     if m.init:
         from ..zoo import BUNDLED, load_model
 

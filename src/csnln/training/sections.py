@@ -65,6 +65,12 @@ class ModelSection:
         "attentions and the rest (between the two); `none` (or `false`): keep everything. "
         "Gradients are the same in every mode.",
     )
+    attention_window: int | None = _key(
+        None,
+        "Confine the attentions to windows of this many LR pixels in training and validation "
+        "(as `csnln upscale --attention-window` runs them; not the authors' computation): "
+        "weights adapted to the windowed plan. `null`: each attention over the whole patch.",
+    )
     init: str | None = _key(
         None,
         "Weights to start from (fine-tuning): a bundled model name, a project checkpoint "

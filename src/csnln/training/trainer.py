@@ -428,7 +428,7 @@ class Trainer:
             if config.checkpoint.keep_best and math.isfinite(psnr) and psnr > state.best_psnr:
                 state.best_psnr, state.best_step = psnr, state.step
                 meta = {"run": config.name, "step": state.step, "val_psnr": psnr, "val_ssim": ssim}
-                meta["trained_window"] = config.data.patch_size
+                meta.update(_window_metadata(config))
                 save_checkpoint(self.model, self.run_dir / "best.safetensors", metadata=meta)
         barrier(self.info)
         return {"val_psnr": psnr, "val_ssim": ssim}
@@ -489,8 +489,7 @@ class Trainer:
             )
         final = self.run_dir / "final.safetensors"
         if info.is_main:
-            window = config.data.patch_size
-            meta = {"run": config.name, "step": state.step, "trained_window": window}
+            meta = {"run": config.name, "step": state.step, **_window_metadata(config)}
             save_checkpoint(self.model, final, metadata=meta)
             summary = f"finished: {state.step} steps; final weights {final}"
             if best is not None:
@@ -498,3 +497,12 @@ class Trainer:
             log.info("%s", summary)
         barrier(info)
         return TrainResult(final, state.step, True, best_psnr=best)
+
+
+def _window_metadata(config: TrainConfig) -> dict[str, int]:
+    """What a checkpoint records of the windows it was trained in: the LR patch side, and the
+    attention window when the run confined its attentions."""
+    meta = {"trained_window": config.data.patch_size}
+    if config.model.attention_window is not None:
+        meta["attention_window"] = config.model.attention_window
+    return meta
