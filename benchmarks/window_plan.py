@@ -86,7 +86,7 @@ def main() -> int:
                 options, window = RunOptions(precision="fp32"), None
             else:
                 tile, overlap, batch, size = (int(v) for v in text.split(","))
-                window = size or None
+                window = size  # 0: each tile whole (whatever the weights were trained in)
                 options = RunOptions(
                     precision="fp32",
                     tile=tile,
@@ -107,7 +107,7 @@ def main() -> int:
             label = "default: " if text is None else ""
             print(
                 f"| x{scale} | {label}{plan.tile} / {plan.overlap}, {plan.batch} "
-                f"| {window or 'whole tile'} | {seconds:.2f} | {psnr:.4f} | {psnr - base:+.4f} "
+                f"| {plan.attention_window or 'whole tile'} | {seconds:.2f} | {psnr:.4f} | {psnr - base:+.4f} "
                 f"| {'yes' if psnr >= base - 0.01 else 'no'} | {set5:.4f} |",
                 flush=True,
             )

@@ -25,7 +25,7 @@ from csnln.upscaling import plan_upscale, upscale_file
 from csnln.zoo import resolve_model
 folder, model = sys.argv[1], sys.argv[5]
 w, h, scale = (int(v) for v in sys.argv[2:5])
-window = {"attention_window": int(sys.argv[6])} if sys.argv[6] != "0" else {}
+window = {"attention_window": int(sys.argv[6])}  # 0: each tile whole
 rng = np.random.default_rng(0)
 Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(f"{folder}/in.png")
 net = resolve_model(model, scale, "cpu")

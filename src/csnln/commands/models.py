@@ -124,6 +124,8 @@ def _info_bundled(name: str, scale: int | None, as_json: bool) -> int:
                 "parameters": sum(p.numel() for p in model.parameters()),
                 "config": model.config.to_dict(),
                 "cpu_tile_plan": None if plan is None else dataclasses.asdict(plan),
+                # The window its weights were trained in, which runs use (None: whole tiles).
+                "attention_window": describe(model).trained_attention_window,
                 "set5_psnr": entry.set5_psnr.get(s),
             }
         )
