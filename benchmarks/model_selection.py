@@ -85,7 +85,7 @@ def main() -> int:
         [
             f"# Checkpoint selection at x{scale}: the validation split, not a test set",
             "",
-            f"`python benchmarks/model_selection.py {' '.join(args.checkpoints)}`, {stamp}, "
+            f"`python benchmarks/model_selection.py {' '.join(sys.argv[1:])}`, {stamp}, "
             f"at {head_commit()}. PSNR (dB, Y, {scale} pixels cropped), "
             + (
                 f"float32, all in the tile plan measured for `{args.plan_of}` "
