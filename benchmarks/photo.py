@@ -103,9 +103,17 @@ def _cell(spec: dict) -> dict:
 
         model = OnnxModel(spec["onnx"])
     window = {}
+    used_window = None
     if spec["plan"] == "windowed":
         window = {"attention_window": spec["window"]}
         counted.set_attention_window(spec["window"])  # this process's own copy
+        used_window = spec["window"]
+    elif spec["plan"] != "before":
+        # the run's default: the window the weights were trained in (None: whole tiles)
+        from csnln.inference.profiles import attention_window_for
+
+        used_window = attention_window_for(counted.descriptor, None)
+        counted.set_attention_window(used_window)
     seen: dict = {}
     ticks = [0]
     limit = spec.get("max_tiles")
@@ -174,6 +182,7 @@ def _cell(spec: dict) -> dict:
     return {
         **spec,
         "seconds": seconds,
+        "used_window": used_window,
         "extrapolated_from": ticks[0] if extrapolated else None,
         "tiles": plan.calls,
         "calls": calls,
@@ -373,6 +382,8 @@ def main() -> int:
                     "windowed": f"windowed {r['window']}",
                 }.get(r["plan"], r["plan"])
                 at_once = f", {r['streams']} at once" if r["streams"] > 1 else ""
+                if r["plan"] != "windowed" and r.get("used_window"):
+                    at_once += f", attention window {r['used_window']}"  # the weights' own
                 print(
                     f"| {Path(r['image']).name} {r['size']} | x{scale} | {name} "
                     f"(tile {r['tile']}/{r['overlap']}, {r['batch']}/call{at_once}) "

@@ -43,15 +43,16 @@ class BundledModel:
 
 #: Bundled model names; the first name with weights for a scale is the default of
 #: ``csnln upscale``. ``csnln models`` lists what is installed. "small": trained here (each
-#: weight file carries its config): n_feats 64, depth 1 (``trained/campaign3_wide_x2/``,
+#: weight file carries its config): n_feats 64, depth 1 (``trained/window24_x2/``: the ×2 of
+#: ``trained/campaign3_wide_x2/`` adapted to attention windows of 24, which it records,
 #: ``trained/campaign_wide_x3/``, ``trained/restart_wide_x4/``); docs/models.md has every run.
 BUNDLED: dict[str, BundledModel] = {
     "small": BundledModel(
         files={s: f"csnln_small_x{s}.safetensors" for s in (2, 3, 4)},
         # csnln eval's default options (these tile plans, fp32) on Set5, as `csnln eval --data
-        # Set5 Set14 B100` printed it (benchmarks/results/eval_small.md: x2 run 12, x3 run 10,
+        # Set5 Set14 B100` printed it (benchmarks/results/eval_small.md: x2 run 14, x3 run 10,
         # x4 run 13)
-        set5_psnr={2: 37.075, 3: 33.308, 4: 31.262},
+        set5_psnr={2: 37.076, 3: 33.308, 4: 31.262},
     ),
 }
 
